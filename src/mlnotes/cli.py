@@ -1,0 +1,139 @@
+"""The `mlnotes` command: run, freeze, check and new."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import project
+from .project import ProjectError
+
+
+def _root(args) -> Path:
+    if getattr(args, "project", None):
+        root = Path(args.project)
+        if not (root / "_quarto.yml").is_file():
+            raise ProjectError(f"{args.project} is not a Quarto project folder (it has no _quarto.yml).")
+        return root.resolve()
+    first = Path(args.paths[0]) if getattr(args, "paths", None) else Path.cwd()
+    if getattr(args, "paths", None) and not first.exists():
+        raise ProjectError(f"{args.paths[0]} does not exist.")
+    return project.find_root(first if first.is_dir() else first.parent)
+
+
+def cmd_run(args) -> int:
+    from .execute import execute
+    from .qmd import QmdError, parse_file
+
+    root = _root(args)
+    notes = project.resolve_paths(root, args.paths)
+    failed = 0
+    for note in notes:
+        rel = project.rel(root, note)
+        start = time.perf_counter()
+        try:
+            doc = parse_file(note, root, Path(rel))
+            result = execute(doc, project.execute_options(root, doc, note), cwd=note.parent)
+        except (QmdError, ProjectError) as e:
+            failed += 1
+            print(f"failed  {rel}\n{e}", flush=True)
+            continue
+        seconds = time.perf_counter() - start
+        if result.ok:
+            print(f"ok      {rel}  {seconds:.1f}s", flush=True)
+        else:
+            failed += 1
+            print(f"failed  {rel}  {seconds:.1f}s\n{result.failure.report()}", flush=True)
+    return 1 if failed else 0
+
+
+def cmd_freeze(args) -> int:
+    from . import freeze, pages
+
+    root = _root(args)
+    notes = project.resolve_paths(root, args.paths)
+    start = time.perf_counter()
+    reports = freeze.freeze(root, notes, explicit=bool(args.paths), jobs=args.jobs, force=args.force,
+                            progress=lambda line: print(line, flush=True))
+    orphans = freeze.orphans(root)
+    for base in orphans:
+        rel = base.relative_to(root).as_posix()
+        if args.prune:
+            import shutil
+            shutil.rmtree(base)
+            print(f"pruned    {rel} (its source no longer exists)")
+        else:
+            print(f"orphan    {rel} (its source no longer exists; --prune removes it)")
+    if (root / "_quarto.yml").is_file() and pages.is_ml_notes(root):
+        for path in pages.refresh(root):
+            print(f"updated   {path}")
+    counts = {s: sum(r.status == s for r in reports) for s in ("fresh", "realigned", "executed", "failed")}
+    print(", ".join(f"{n} {s}" for s, n in counts.items()) + f" in {time.perf_counter() - start:.1f}s")
+    return 1 if counts["failed"] else 0
+
+
+def cmd_check(args) -> int:
+    from . import check
+
+    root = _root(args)
+    problems = check.check(root, lint=not args.no_lint)
+    for problem in problems:
+        print(problem)
+    if not problems:
+        print("all notes ok")
+    return 1 if problems else 0
+
+
+def cmd_new(args) -> int:
+    from . import new
+
+    root = _root(args)
+    return new.main(root, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlnotes", description="Execute, freeze and check the notes of a Quarto site.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="execute notes in fresh Jupyter kernels and report failures")
+    p.add_argument("paths", nargs="*", help="notes or folders (default: every note of the project)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("freeze", help="write Quarto frozen results (_freeze/) for missing or stale notes")
+    p.add_argument("paths", nargs="*", help="notes to re-execute even when fresh (default: every stale note)")
+    p.add_argument("--jobs", "-j", type=int, default=None, help="notes executed in parallel (default: number of cores)")
+    p.add_argument("--project", help="the Quarto project folder (default: found from the current folder)")
+    p.add_argument("--force", action="store_true", help="replace corrupt or merge-conflicted frozen results")
+    p.add_argument("--prune", action="store_true", help="remove frozen results whose source was deleted or renamed")
+    p.set_defaults(func=cmd_freeze)
+
+    p = sub.add_parser("check", help="report problems without executing anything (exit 1 if any)")
+    p.add_argument("--project", help="the Quarto project folder (default: found from the current folder)")
+    p.add_argument("--no-lint", action="store_true", help="skip the ruff lint of cell code")
+    p.set_defaults(func=cmd_check, paths=[])
+
+    from . import new
+    new.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "jobs", None) is not None and args.jobs < 1:
+        print("--jobs must be a positive number.", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except ProjectError as e:
+        print(e, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; frozen results already written are complete, the rest are unchanged.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

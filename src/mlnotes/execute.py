@@ -1,0 +1,143 @@
+"""Execute a note's Python cells in a fresh Jupyter kernel, as Quarto's jupyter engine does.
+
+The kernel gets Quarto's HTML setup (7x5 in figures at 96 dpi, retina PNGs) plus a few settings that make
+outputs byte-identical between runs. A failing cell is reported with the note's path, the line of the
+cell in the .qmd, the exception and the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from .qmd import Cell, Document
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+# Quarto's setup.py for HTML (fig_width=7, fig_height=5, fig_format=retina, fig_dpi=96), plus determinism:
+# fixed SVG ids and no PNG/SVG timestamps. `%reset -f` leaves the user namespace empty, as Quarto's does.
+KERNEL_SETUP = """\
+import matplotlib
+import matplotlib.pyplot as plt
+plt.rcParams['figure.figsize'] = (7, 5)
+plt.rcParams['figure.dpi'] = 96
+plt.rcParams['savefig.dpi'] = 'figure'
+plt.rcParams['svg.hashsalt'] = 'mlnotes'
+from matplotlib_inline.backend_inline import set_matplotlib_formats
+set_matplotlib_formats('retina')
+%reset -f
+"""
+
+# One BLAS thread and a fixed hash seed: results do not depend on scheduling or on --jobs.
+KERNEL_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "PYTHONHASHSEED": "0",
+    "SOURCE_DATE_EPOCH": "0",
+    "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+}
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI.sub("", text)
+
+
+@dataclass
+class CellFailure:
+    """Where and why a note failed."""
+
+    path: Path
+    line: int  # where the failing cell starts
+    ename: str
+    evalue: str
+    traceback: str
+    failing_line: int | None = None  # the line inside the cell, when the traceback names it
+
+    def report(self) -> str:
+        where = f" (line {self.failing_line})" if self.failing_line and self.failing_line != self.line else ""
+        head = f"{self.path}:{self.line}: the cell starting here raised {self.ename}: {self.evalue}{where}"
+        return f"{head}\n{self.traceback}".rstrip()
+
+
+@dataclass
+class Execution:
+    """The outputs of every code cell (None for eval: false), or the failure that stopped the note."""
+
+    outputs: dict[int, list[dict] | None] = field(default_factory=dict)  # cell index -> nbformat outputs
+    failure: CellFailure | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def _truthy(value, default: bool) -> bool:
+    return default if value is None else bool(value)
+
+
+def execute(doc: Document, doc_options: dict | None = None, cwd: Path | None = None, timeout: int = 600) -> Execution:
+    """Run every evaluated cell of `doc` in order in a new kernel whose working directory is the note's folder."""
+    doc_options = doc_options or {}
+    start = time.perf_counter()
+    result = Execution()
+    cells = doc.cells
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(KERNEL_SETUP)] + [nbformat.v4.new_code_cell("\n".join(c.code)) for c in cells]
+    cwd = str(cwd or Path(doc.path).resolve().parent)
+    saved_env = {k: os.environ.get(k) for k in KERNEL_ENV}
+    os.environ.update(KERNEL_ENV)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": cwd}}, record_timing=False)
+    try:
+        with client.setup_kernel(cwd=cwd, stderr=subprocess.DEVNULL):  # silence the kernel's own log
+            client.execute_cell(nb.cells[0], 0, store_history=False)
+            setup_errors = [o for o in nb.cells[0].outputs if o.output_type == "error"]
+            if setup_errors:
+                err = setup_errors[0]
+                result.failure = CellFailure(doc.path, 1, err.ename, err.evalue,
+                                             strip_ansi("\n".join(err.traceback)))
+                return result
+            for i, cell in enumerate(cells, start=1):
+                if not _truthy(cell.options.get("eval"), _truthy(doc_options.get("eval"), True)):
+                    result.outputs[cell.index] = None
+                    continue
+                nbcell = nb.cells[i]
+                client.execute_cell(nbcell, i, execution_count=cell.index, store_history=True)
+                outputs = [dict(o) for o in nbcell.outputs]
+                result.outputs[cell.index] = outputs
+                errors = [o for o in outputs if o.get("output_type") == "error"]
+                allow = _truthy(cell.options.get("error"), _truthy(doc_options.get("error"), False))
+                if errors and not allow:
+                    err = errors[0]
+                    result.failure = _failure(doc.path, cell, err)
+                    return result
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        result.seconds = time.perf_counter() - start
+    return result
+
+
+def _failure(path: Path, cell: Cell, err: dict) -> CellFailure:
+    tb = strip_ansi("\n".join(err.get("traceback", [])))
+    failing = None
+    # Point at the failing line when IPython's traceback names it ("----> 5 x = 1/0" is line 5 of the code).
+    m = re.search(r"^-+> (\d+)", tb, re.M)
+    if m:
+        n = int(m.group(1))
+        if 1 <= n <= len(cell.code):
+            failing = cell.code_line + n - 1
+    return CellFailure(path, cell.line, err.get("ename", "Error"), err.get("evalue", ""), tb, failing)

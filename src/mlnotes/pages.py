@@ -1,0 +1,6 @@
+def is_ml_notes(root):
+    return False
+
+
+def refresh(root):
+    return []

@@ -1,0 +1,137 @@
+"""Where things are in a Quarto project: its notes, their options and their frozen results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .qmd import Document, parse_file
+
+EXECUTE_KEYS = ("eval", "echo", "output", "warning", "error", "include")
+SKIP_DIRS = {"_site", "_freeze", "site_libs", "node_modules", ".venv", "venv", ".git", ".quarto"}
+
+
+class ProjectError(Exception):
+    """A bad argument: one plain sentence, exit status 2."""
+
+
+def find_root(start: Path) -> Path:
+    """The nearest folder at or above `start` holding `_quarto.yml`."""
+    start = start.resolve()
+    for folder in [start, *start.parents]:
+        if (folder / "_quarto.yml").is_file():
+            return folder
+    raise ProjectError(f"{start} is not inside a Quarto project (no _quarto.yml found above it).")
+
+
+def is_rendered(rel: Path) -> bool:
+    """Quarto ignores files and folders whose names start with '_' or '.'."""
+    return not any(part.startswith(("_", ".")) or part in SKIP_DIRS for part in rel.parts)
+
+
+def all_qmd(root: Path) -> list[Path]:
+    found = []
+    for path in sorted(root.rglob("*.qmd")):
+        rel = path.relative_to(root)
+        if is_rendered(rel):
+            found.append(path)
+    return found
+
+
+def has_python_cells(path: Path) -> bool:
+    from .qmd import CELL_START
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return any(CELL_START.match(line.rstrip("\r\n")) for line in f)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def notes(root: Path) -> list[Path]:
+    """Every rendered .qmd with at least one Python cell: the documents Quarto would execute and freeze."""
+    return [p for p in all_qmd(root) if has_python_cells(p)]
+
+
+def resolve_paths(root: Path, args: list[str]) -> list[Path]:
+    """Notes named on the command line (files or folders); a bad path is a ProjectError."""
+    if not args:
+        return notes(root)
+    chosen: list[Path] = []
+    for arg in args:
+        path = Path(arg)
+        if not path.is_absolute():
+            path = (Path.cwd() / path)
+        path = path.resolve()
+        if not path.exists():
+            raise ProjectError(f"{arg} does not exist.")
+        if path.is_dir():
+            inside = [p for p in notes(root) if path == p.parent or path in p.parents]
+            if not inside:
+                raise ProjectError(f"{arg} holds no note (.qmd with Python cells).")
+            chosen.extend(inside)
+            continue
+        if path.suffix != ".qmd":
+            raise ProjectError(f"{arg} is not a note: notes are .qmd files.")
+        try:
+            path.relative_to(root)
+        except ValueError:
+            raise ProjectError(f"{arg} is outside the project at {root}.") from None
+        chosen.append(path)
+    return list(dict.fromkeys(chosen))
+
+
+def _load_yaml(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError:
+        raise ProjectError(f"{path} is not valid YAML.") from None
+    return data if isinstance(data, dict) else {}
+
+
+def execute_options(root: Path, doc: Document, note: Path | None = None) -> dict:
+    """Document-level execute options: _quarto.yml, then each _metadata.yml down to the note, then front matter."""
+    merged: dict = {}
+    layers = [_load_yaml(root / "_quarto.yml")]
+    note = note or (doc.path if doc.path.is_absolute() else root / doc.path)
+    rel_dir = note.resolve().parent.relative_to(root)
+    folder = root
+    for part in rel_dir.parts:
+        folder = folder / part
+        layers.append(_load_yaml(folder / "_metadata.yml"))
+    layers.append(doc.front_matter)
+    for layer in layers:
+        execute = layer.get("execute")
+        if isinstance(execute, dict):
+            merged.update({k: v for k, v in execute.items() if k in EXECUTE_KEYS})
+        for key in EXECUTE_KEYS:  # Quarto also takes these at the top level of a document
+            if layer is doc.front_matter and key in layer:
+                merged[key] = layer[key]
+    return merged
+
+
+def freeze_dir(root: Path, note: Path) -> Path:
+    """`_freeze/<path without extension>`, as Quarto's freezer lays it out."""
+    rel = note.resolve().relative_to(root).with_suffix("")
+    return root / "_freeze" / rel
+
+
+def result_file(root: Path, note: Path) -> Path:
+    return freeze_dir(root, note) / "execute-results" / "html.json"
+
+
+def figure_dir(root: Path, note: Path) -> Path:
+    return freeze_dir(root, note) / "figure-html"
+
+
+def load(path: Path) -> Document:
+    return parse_file(path)
+
+
+def rel(root: Path, path: Path) -> str:
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return str(path)

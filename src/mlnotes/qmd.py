@@ -1,0 +1,266 @@
+"""The one `.qmd` parser every command shares.
+
+It splits a document into chunks exactly as Quarto's `quartoMdToJupyter` does for the jupyter engine
+(spec section 4): prose between cells, YAML front matter, and fenced ```{python} cells with their
+leading `#|` options. Each cell keeps the 1-based line number of its opening fence, so errors and
+lint findings point into the `.qmd`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+# A cell starts with ```{python}, ````{python}, ```{python echo=false}...; `{{python}}` and `{.python}` do not.
+CELL_START = re.compile(r"^(\s*)(```+)\s*\{python( *[ ,].*)?\}\s*$")
+ANY_FENCE = re.compile(r"^(\s*)```")
+YAML_DELIMITER = re.compile(r"^---\s*$")
+OPTION_LINE = re.compile(r"^#\s*\| ?")
+
+# Options Quarto keeps on the cell (kJupyterCellOptionKeys); any other `#|` key becomes cell metadata.
+CELL_OPTION_KEYS = frozenset(
+    """eval echo warning error output include label classes panel column fig-cap fig-subcap fig-scap
+    fig-cap-location tbl-cap-location cap-location fig-column tbl-column fig-link fig-align fig-alt fig-env
+    fig-pos lst-label lst-cap out-width out-height md-indent code-fold code-line-numbers code-summary
+    code-overflow html-table-processing layout-align layout-valign layout-ncol layout-nrow layout tbl-cap
+    tbl-colwidths""".split()
+)
+
+
+class QmdError(Exception):
+    """A document that cannot be parsed; the message is one plain sentence with path and line."""
+
+
+@dataclass
+class Cell:
+    """One executable Python cell."""
+
+    index: int  # 1-based position among the document's code cells (Quarto's codeCellIndex)
+    line: int  # 1-based line of the opening fence in the .qmd
+    indent: str
+    option_lines: list[str]  # the leading `#|` lines, verbatim
+    options: dict  # every `#|` key, in the order written (label, fig-cap, fig-width, ...)
+    code: list[str]  # source without the option lines, as executed
+    code_line: int  # .qmd line of code[0]
+
+    @property
+    def label(self) -> str | None:
+        label = self.options.get("label")
+        return str(label) if label not in (None, "") else None
+
+    @property
+    def shown_code(self) -> list[str]:
+        """The code Quarto displays: option lines removed, then blank lines right after them."""
+        lines = list(self.code)
+        if self.option_lines:
+            while lines and not lines[0].strip():
+                lines.pop(0)
+        return lines
+
+    def signature(self) -> tuple:
+        """What execution depends on: used to decide whether only prose changed."""
+        return (tuple(self.option_lines), tuple(self.code))
+
+
+@dataclass
+class Chunk:
+    """A notebook cell as Quarto builds it: 'markdown', 'raw' (front matter) or 'code'."""
+
+    kind: str
+    lines: list[str]
+    cell: Cell | None = None
+
+
+@dataclass
+class Document:
+    path: Path
+    text: str
+    front_matter: dict
+    front_matter_end: int  # line of the closing `---` (0 if none)
+    chunks: list[Chunk] = field(default_factory=list)
+
+    @property
+    def cells(self) -> list[Cell]:
+        return [c.cell for c in self.chunks if c.cell is not None]
+
+
+def quarto_hash(text: str) -> str:
+    """MD5 of the source with CRLF/LF normalised to LF, as Quarto's freezeInputHash computes it."""
+    return hashlib.md5(re.sub(r"\r?\n", "\n", text).encode("utf-8")).hexdigest()
+
+
+def read_text(path: Path) -> str:
+    # utf-8-sig: Quarto (Deno's decoder) drops a leading BOM; newline="" keeps CR for the hash.
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        return f.read()
+
+
+def parse_front_matter(text: str, path: Path | str = "<string>") -> tuple[dict, int]:
+    """Return (front matter, line of its closing delimiter); ({}, 0) when the document has none."""
+    lines = text.splitlines()
+    if not lines or not YAML_DELIMITER.match(lines[0]):
+        return {}, 0
+    for i in range(1, len(lines)):
+        if YAML_DELIMITER.match(lines[i]) or lines[i].rstrip() == "...":
+            try:
+                data = yaml.safe_load("\n".join(lines[1:i]))
+            except yaml.YAMLError as e:
+                mark = getattr(e, "problem_mark", None)
+                line = (mark.line + 2) if mark else 1
+                problem = getattr(e, "problem", None) or "invalid YAML"
+                raise QmdError(f"{path}:{line}: the front matter is not valid YAML ({problem}).") from None
+            if data is None:
+                data = {}
+            if not isinstance(data, dict):
+                raise QmdError(f"{path}:2: the front matter must be a YAML mapping of keys to values.")
+            return data, i + 1
+    raise QmdError(f"{path}:1: the front matter opened with '---' is never closed.")
+
+
+def _parse_options(option_lines: list[str], path, line: int) -> dict:
+    if not option_lines:
+        return {}
+    body = "\n".join(OPTION_LINE.sub("", ln, count=1) for ln in option_lines)
+    try:
+        data = yaml.safe_load(body)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = line + 1 + (mark.line if mark else 0)
+        raise QmdError(f"{path}:{at}: the cell options ('#|' lines) are not valid YAML.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise QmdError(f"{path}:{line + 1}: the cell options ('#|' lines) must be 'key: value' pairs.")
+    return data
+
+
+def _trim_blank(lines: list[str], numbers: list[int]) -> tuple[list[str], list[int]]:
+    start, end = 0, len(lines)
+    while start < end and not lines[start].strip():
+        start += 1
+    while end > start and not lines[end - 1].strip():
+        end -= 1
+    return lines[start:end], numbers[start:end]
+
+
+INCLUDE = re.compile(r"^\s*\{\{<\s*include\s+(\S+)\s*>\}\}\s*$")
+
+
+def _expand_includes(text: str, base_dir: Path | None, root: Path | None, depth: int = 0) -> list[tuple[str, int]]:
+    """Lines with their .qmd line numbers, `{{< include file >}}` expanded as Quarto does before executing.
+
+    Included lines carry the line number of the include shortcode. A missing file is left as it is.
+    """
+    lines = re.split(r"\r?\n", text)
+    if lines and lines[-1] == "":
+        lines.pop()  # a final newline does not start an empty line
+    out: list[tuple[str, int]] = []
+    for i, line in enumerate(lines, start=1):
+        m = INCLUDE.match(line) if base_dir is not None and depth < 10 else None
+        target = None
+        if m:
+            name = m.group(1).strip("'\"")
+            target = (root / name.lstrip("/")) if name.startswith("/") and root else base_dir / name
+        if target is not None and target.is_file():
+            inner = _expand_includes(read_text(target), target.parent, root, depth + 1)
+            out.extend((ln, i) for ln, _ in inner)
+        else:
+            out.append((line, i))
+    return out
+
+
+def parse(text: str, path: Path | str = "<string>", base_dir: Path | None = None, root: Path | None = None) -> Document:
+    """Parse a .qmd document. Raises QmdError with `path:line:` for malformed input.
+
+    With `base_dir` (the note's folder on disk), `{{< include >}}` shortcodes are expanded first.
+    """
+    path = Path(path)
+    front_matter, fm_end = parse_front_matter(text, path)
+    numbered = _expand_includes(text, base_dir, root)
+    lines = [ln for ln, _ in numbered]
+
+    doc = Document(path=path, text=text, front_matter=front_matter, front_matter_end=fm_end)
+    buffer: list[str] = []
+    numbers: list[int] = []
+    code_index = 0
+
+    def flush(kind: str, cell_start: int = 0, indent: str = "") -> None:
+        nonlocal code_index
+        if not buffer:
+            return
+        body, nums = _trim_blank(buffer, numbers)
+        buffer.clear()
+        numbers.clear()
+        if not body:
+            return  # Quarto drops cells that end up empty (and they take no cell number)
+        if kind != "code":
+            doc.chunks.append(Chunk(kind, body))
+            return
+        body = [ln.replace(indent, "", 1) if indent else ln for ln in body]
+        n_opts = 0
+        while n_opts < len(body) and OPTION_LINE.match(body[n_opts]):
+            n_opts += 1
+        option_lines = body[:n_opts]
+        options = _parse_options(option_lines, path, cell_start)
+        code_index += 1
+        code = body[n_opts:]
+        cell = Cell(
+            index=code_index,
+            line=cell_start,
+            indent=indent,
+            option_lines=option_lines,
+            options=options,
+            code=code,
+            code_line=nums[n_opts] if code else cell_start + 1,
+        )
+        doc.chunks.append(Chunk("code", body, cell))
+
+    in_cell = in_yaml = in_code = False
+    end_fence: re.Pattern | None = None
+    cell_start, indent = 0, ""
+    for i, line in enumerate(lines):
+        lineno = numbered[i][1]
+        next_blank = i + 1 < len(lines) and lines[i + 1].strip() == ""
+        if YAML_DELIMITER.match(line) and not in_cell and not in_code and not next_blank:
+            # Quarto 1.5+: a `---` followed by a blank line is not a delimiter (quarto-cli #8998).
+            if in_yaml:
+                buffer.append(line)
+                numbers.append(lineno)
+                flush("raw")
+                in_yaml = False
+            else:
+                flush("markdown")
+                buffer.append(line)
+                numbers.append(lineno)
+                in_yaml = True
+        elif not in_cell and (m := CELL_START.match(line)):
+            flush("markdown")
+            in_cell = True
+            indent, ticks = m.group(1), m.group(2)
+            end_fence = re.compile("^" + re.escape(indent) + ticks + r"\s*$")
+            cell_start = lineno
+        elif in_cell and end_fence is not None and end_fence.match(line):
+            in_cell = False
+            flush("code", cell_start, indent)
+        else:
+            if not in_cell and ANY_FENCE.match(line):
+                in_code = True  # as in Quarto, any other fence turns YAML delimiters off for the rest
+            buffer.append(line)
+            numbers.append(lineno)
+    if in_cell:
+        raise QmdError(f"{path}:{cell_start}: the Python cell opened here is never closed.")
+    flush("raw" if in_yaml else "markdown")
+    return doc
+
+
+def parse_file(path: Path, root: Path | None = None, name: Path | None = None) -> Document:
+    """Parse a note on disk; `name` is the path reports use (e.g. relative to the project)."""
+    try:
+        text = read_text(path)
+    except UnicodeDecodeError:
+        raise QmdError(f"{name or path}:1: the file is not valid UTF-8 text.") from None
+    return parse(text, name or path, base_dir=path.resolve().parent, root=root)
