@@ -1,0 +1,258 @@
+"""`mlnotes check`: everything an author should fix before committing, found without executing anything.
+
+One line per problem, `path:line: message`. Frozen results (missing, stale source or environment, missing
+figures, orphans, untracked files), front matter, figure alt text, links and cross-references, ruff on the
+cells, and the generated pages.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from datetime import date
+from pathlib import Path
+
+from . import freeze, pages, project
+from .qmd import Document, QmdError, parse_file, quarto_hash
+
+DAILY = re.compile(r"^posts/(\d{4}-\d{2}-\d{2})[^/]*/index\.qmd$")
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+)")
+XREF = re.compile(r"(?<![\w@/])@((?:fig|tbl)-[A-Za-z0-9_-]*[A-Za-z0-9_])")
+PIN = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)")
+
+
+def pins(root: Path) -> dict[str, str]:
+    """Exact pins from requirements.txt, by lower-case distribution name."""
+    path = root / "requirements.txt"
+    found: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if m := PIN.match(line):
+                found[m.group(1).lower().replace("_", "-")] = m.group(2)
+    return found
+
+
+def key_line(doc: Document, key: str) -> int:
+    lines = doc.text.splitlines()
+    for i in range(1, max(doc.front_matter_end, 1)):
+        if re.match(rf"^{re.escape(key)}\s*:", lines[i]):
+            return i + 1
+    return 1
+
+
+def prose_lines(doc: Document) -> list[tuple[int, str]]:
+    """Prose lines with their line numbers, leaving out front matter, code cells and fenced blocks."""
+    lines = doc.text.splitlines()
+    cell_lines: set[int] = set()
+    for cell in doc.cells:
+        cell_lines.update(range(cell.line, cell.code_line + len(cell.code) + 1))
+    out, fence = [], None
+    for i, line in enumerate(lines, start=1):
+        if i <= doc.front_matter_end or i in cell_lines:
+            continue
+        if fence:
+            if re.match("^" + fence + r"\s*$", line.strip()):
+                fence = None
+            continue
+        if m := re.match(r"^\s*(`{3,}|~{3,})", line):
+            fence = m.group(1)
+            continue
+        out.append((i, re.sub(r"`[^`]*`", "", line)))  # inline code is not a link
+    return out
+
+
+def check_front_matter(rel: str, doc: Document) -> list[str]:
+    fm, problems = doc.front_matter, []
+    daily = DAILY.match(rel)
+    is_post = rel.startswith("posts/")
+    required = ["title", "date", "categories", "description"] if is_post else ["title", "description"]
+    for key in required:
+        if key not in fm or fm[key] in (None, "", []):
+            problems.append(f"{rel}:{key_line(doc, key)}: front matter has no {key}.")
+    if "date" in fm and fm["date"] not in (None, ""):
+        value = fm["date"]
+        text = value.isoformat() if isinstance(value, date) else str(value)
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            problems.append(f"{rel}:{key_line(doc, 'date')}: date '{text}' is not an ISO date (YYYY-MM-DD).")
+        elif daily and text != daily.group(1):
+            problems.append(f"{rel}:{key_line(doc, 'date')}: date {text} differs from the folder's date {daily.group(1)}.")
+    if "categories" in fm and fm["categories"] not in (None, "", []):
+        cats = fm["categories"]
+        if not isinstance(cats, list):
+            problems.append(f"{rel}:{key_line(doc, 'categories')}: categories must be a list, e.g. [daily, probability].")
+        elif daily and cats[0] != "daily":
+            problems.append(f"{rel}:{key_line(doc, 'categories')}: a daily note's categories start with 'daily'.")
+    for key in ("concepts", "answers"):
+        if key in fm and not isinstance(fm[key], list):
+            problems.append(f"{rel}:{key_line(doc, key)}: {key} must be a list, e.g. {key}: [a, b].")
+    return problems
+
+
+def check_links(root: Path, rel: str, note: Path, doc: Document) -> list[str]:
+    problems = []
+    labels = {c.label for c in doc.cells if c.label}
+    text_ids = set(re.findall(r"\{#((?:fig|tbl)-[\w-]+)", doc.text))
+    for lineno, line in prose_lines(doc):
+        for target in LINK.findall(line) + IMAGE_LINK.findall(line):
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I) or target.startswith(("#", "{{")):
+                continue
+            path = target.split("#")[0].split("?")[0]
+            if not path:
+                continue
+            resolved = (root / path.lstrip("/")) if path.startswith("/") else (note.parent / path)
+            candidates = [resolved]
+            if resolved.suffix == ".html":
+                candidates += [resolved.with_suffix(".qmd"), resolved.with_suffix(".md"), resolved.with_suffix(".ipynb")]
+            if target.endswith("/"):
+                candidates += [resolved / "index.qmd", resolved / "index.md"]
+            if resolved.suffix == ".xml" and resolved.name == "index.xml":
+                continue  # the RSS feed is written by Quarto
+            if not any(c.exists() for c in candidates):
+                problems.append(f"{rel}:{lineno}: link to {target} does not resolve to a file.")
+        for ref in XREF.findall(line):
+            if ref not in labels and ref not in text_ids:
+                problems.append(f"{rel}:{lineno}: cross-reference @{ref} has no matching label in this note.")
+    return problems
+
+
+def check_figures(rel: str, doc: Document, stored: dict | None) -> list[str]:
+    """Every figure a cell produced (per the frozen markdown) has fig-alt, or at least fig-cap."""
+    if not stored:
+        return []
+    problems = []
+    md = stored["result"]["markdown"]
+    stem = doc.path.stem
+    by_label = {c.label: c for c in doc.cells if c.label}
+    by_index = {c.index: c for c in doc.cells}
+    seen: set[int] = set()
+    for m in re.finditer(r"!\[([^\]]*)\]\(" + re.escape(stem) + r"_files/figure-html/([^)]+)\)\{([^}]*)\}", md):
+        alt, name, attrs = m.groups()
+        if alt.strip() or "fig-alt=" in attrs:
+            continue
+        base = name.rsplit("-output-", 1)[0]
+        cell = None
+        if base.startswith("cell-") and base[5:].isdigit():
+            cell = by_index.get(int(base[5:]) - 1)
+        else:
+            cell = by_label.get(base) or next((c for lbl, c in by_label.items() if base.startswith(lbl)), None)
+        line = cell.line if cell else 1
+        if line in seen:
+            continue
+        seen.add(line)
+        problems.append(f"{rel}:{line}: this cell makes a figure without fig-alt or fig-cap (add '#| fig-alt: ...').")
+    return problems
+
+
+def check_frozen(root: Path, rel: str, note: Path, doc: Document, provenance: dict, pinned: dict) -> tuple[list[str], dict | None]:
+    result_path = project.result_file(root, note)
+    try:
+        stored = freeze.read_result(result_path)
+    except freeze.FrozenError as e:
+        return [f"{rel}:1: {e}"], None
+    if stored is None:
+        return [f"{rel}:1: frozen result is missing; run: mlnotes freeze {rel}"], None
+    problems = []
+    if stored["hash"] != quarto_hash(doc.text):
+        problems.append(f"{rel}:1: frozen result is stale (source changed); run: mlnotes freeze")
+    record = provenance.get(rel)
+    if record is None:
+        problems.append(f"{rel}:1: no execution record in {freeze.PROVENANCE}; run: mlnotes freeze {rel}")
+    else:
+        for dist, version in sorted(record.get("packages", {}).items()):
+            want = pinned.get(dist.lower().replace("_", "-"))
+            if want and want != version:
+                problems.append(f"{rel}:1: frozen result is stale (environment): executed with {dist} {version}, "
+                                f"pinned {want}; run: mlnotes freeze {rel}")
+    figures = project.figure_dir(root, note)
+    for name in freeze.figure_refs(stored["result"]["markdown"], note.stem):
+        if not (figures / name).is_file():
+            problems.append(f"{rel}:1: frozen figure {project.rel(root, figures / name)} is missing; run: mlnotes freeze {rel}")
+    return problems, stored
+
+
+def untracked_frozen(root: Path) -> list[str]:
+    """Files under _freeze/ that git does not track: a publish from a clean clone would miss them."""
+    if not (root / "_freeze").is_dir():
+        return []
+    try:
+        out = subprocess.run(["git", "ls-files", "--others", "--", "_freeze"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return []
+    return [f"{p}:1: frozen file is not tracked by git; run: git add _freeze" for p in out.splitlines() if p]
+
+
+def lint(root: Path, docs: dict[str, Document]) -> list[str]:
+    """Ruff over each note's cells, concatenated in order (a notebook's view), mapped back to .qmd lines."""
+    if not docs:
+        return []
+    ruff = Path(sys.executable).parent / "ruff"
+    if not ruff.exists():
+        return []
+    problems = []
+    with tempfile.TemporaryDirectory() as tmp:
+        line_maps: dict[str, tuple[str, list[int]]] = {}
+        for i, (rel, doc) in enumerate(docs.items()):
+            lines, numbers = [], []
+            for cell in doc.cells:
+                for j, code in enumerate(cell.code):
+                    lines.append("pass  # magic" if code.lstrip().startswith(("%", "!")) else code)
+                    numbers.append(cell.code_line + j)
+                lines.append("")
+                numbers.append(cell.code_line + len(cell.code))
+            name = f"note_{i}.py"
+            (Path(tmp) / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+            line_maps[name] = (rel, numbers)
+        cmd = [str(ruff), "check", "--output-format", "json", "--no-cache", "--exit-zero"]
+        if (root / "pyproject.toml").is_file() or (root / "ruff.toml").is_file():
+            cmd += ["--config", str(root / ("ruff.toml" if (root / "ruff.toml").is_file() else "pyproject.toml"))]
+        out = subprocess.run(cmd + [tmp], capture_output=True, text=True)
+        try:
+            findings = json.loads(out.stdout or "[]")
+        except json.JSONDecodeError:
+            return [f"ruff:1: could not run ruff ({out.stderr.strip()[:200]})"]
+        for f in findings:
+            rel, numbers = line_maps[Path(f["filename"]).name]
+            row = f["location"]["row"]
+            line = numbers[row - 1] if 0 < row <= len(numbers) else 1
+            problems.append(f"{rel}:{line}: ruff {f['code']}: {f['message']}")
+    return problems
+
+
+def check(root: Path, lint_cells: bool = True) -> list[str]:
+    problems: list[str] = []
+    try:
+        provenance = freeze.read_provenance(root)
+    except freeze.FrozenError as e:
+        problems.append(f"{freeze.PROVENANCE}:1: {e}")
+        provenance = {}
+    pinned = pins(root)
+    docs: dict[str, Document] = {}
+    executable = set(project.notes(root))
+    for path in project.all_qmd(root):
+        rel = project.rel(root, path)
+        try:
+            doc = parse_file(path, root, Path(rel))
+        except QmdError as e:
+            problems.append(str(e))
+            continue
+        problems += check_front_matter(rel, doc)
+        problems += check_links(root, rel, path, doc)
+        if path in executable:
+            frozen_problems, stored = check_frozen(root, rel, path, doc, provenance, pinned)
+            problems += frozen_problems
+            problems += check_figures(rel, doc, stored)
+            docs[rel] = doc
+    for base in freeze.orphans(root):
+        rel = project.rel(root, base / "execute-results" / "html.json")
+        problems.append(f"{rel}:1: orphaned frozen result (its source is gone); run: mlnotes freeze --prune")
+    problems += untracked_frozen(root)
+    if pages.is_ml_notes(root):
+        problems += pages.stale(root)
+    if lint_cells:
+        problems += lint(root, docs)
+    return problems

@@ -78,7 +78,7 @@ def cmd_check(args) -> int:
     from . import check
 
     root = _root(args)
-    problems = check.check(root, lint=not args.no_lint)
+    problems = check.check(root, lint_cells=not args.no_lint)
     for problem in problems:
         print(problem)
     if not problems:
