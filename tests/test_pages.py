@@ -1,0 +1,81 @@
+"""Generated pages: open questions and roadmap coverage, and their freshness check."""
+
+from __future__ import annotations
+
+import shutil
+
+import yaml
+
+from conftest import ROOT, write
+from mlnotes import pages
+
+
+def make_site(tmp_path):
+    shutil.copytree(ROOT / "notes", tmp_path / "notes", ignore=shutil.ignore_patterns("*.qmd", "*.yml"))
+    (tmp_path / "notes").mkdir(exist_ok=True)
+    shutil.copy(ROOT / "notes/_roadmap.yml", tmp_path / "notes/_roadmap.yml")
+    write(tmp_path / "_quarto.yml", "project:\n  type: website\n")
+    write(tmp_path / "posts/2025-11-15/index.qmd", """
+        ---
+        title: "Day one"
+        date: 2025-11-15
+        concepts: [gradients, Matrix Multiplication]
+        ---
+
+        ## Questions I still have
+
+        - N/A as of now
+        - Why is the sky blue?
+        - How does
+          wrapping work?
+
+        ## Tomorrow's plan
+
+        - not a question
+        """)
+    write(tmp_path / "posts/2025-11-16/index.qmd", """
+        ---
+        title: "Day two"
+        date: 2025-11-16
+        concepts: [kl divergence]
+        answers: ["2025-11-15#q1"]
+        ---
+
+        ## Questions I still have
+
+        - Is this open?
+        """)
+    return tmp_path
+
+
+def test_questions_numbered_and_answered(tmp_path):
+    site = make_site(tmp_path)
+    items = yaml.safe_load(pages.expected(site)["notes/questions.yml"])
+    assert [(q["id"], q["title"], q["categories"]) for q in items] == [
+        ("2025-11-16#q1", "Is this open?", ["open"]),
+        ("2025-11-15#q1", "Why is the sky blue?", ["answered"]),
+        ("2025-11-15#q2", "How does wrapping work?", ["open"]),
+    ]
+    assert "Answered in Day two (2025-11-16)." in items[1]["description"]
+    assert items[1]["path"] == "../posts/2025-11-15/index.qmd#questions-i-still-have"
+
+
+def test_roadmap_coverage_counts(tmp_path):
+    site = make_site(tmp_path)
+    text = pages.expected(site)["notes/roadmap.qmd"]
+    assert "## 1. Start with a tiny ML/DL problem (2/5 covered)" in text
+    assert "## 2. Reading transformer papers (1/5 covered)" in text  # matrix multiplication, case-insensitive
+    assert "## 3. Studying self-supervised methods (1/5 covered)" in text
+    assert "**4 of 19 concepts covered so far.**" in text
+    assert "| ⬜ | Jacobians | *not yet covered* |" in text
+
+
+def test_stale_until_refreshed(tmp_path):
+    site = make_site(tmp_path)
+    assert len(pages.stale(site)) == 4
+    assert sorted(pages.refresh(site)) == sorted(pages.expected(site))
+    assert pages.stale(site) == []
+    note = site / "posts/2025-11-16/index.qmd"
+    note.write_text(note.read_text().replace("- Is this open?", "- Is this open?\n- A new question?"))
+    assert pages.stale(site) == ["notes/questions.yml:1: generated page is out of date; run: mlnotes freeze",
+                                 "notes/questions.qmd:1: generated page is out of date; run: mlnotes freeze"]
