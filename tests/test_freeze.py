@@ -352,3 +352,31 @@ def test_fresh_note_is_not_executed(tmp_project, capsys):
 def test_project_must_be_a_quarto_project(tmp_path, capsys):
     assert cli.main(["freeze", "--project", str(tmp_path)]) == 2
     assert "has no _quarto.yml" in capsys.readouterr().err
+
+
+def test_inline_expressions_and_warnings(tmp_project, capsys):
+    write(tmp_project / "posts/a/index.qmd", '''
+        ---
+        title: inline
+        ---
+
+        ```{python}
+        import warnings
+        x = 41
+        name = "a_b (c)"
+        warnings.warn("careful")
+        ```
+
+        The answer is `{python} x + 1` and the name is `{python} name`.
+        ''')
+    assert freeze(tmp_project) == 0
+    md = stored(tmp_project)["result"]["markdown"]
+    assert "The answer is 42 and the name is a\\_b \\(c\\)." in md  # Quarto unquotes and escapes strings
+    stderr = re.search(r"cell-output-stderr\}\n```\n(.*?)```", md, re.S).group(1)
+    assert re.match(r"\d+\.py:4: UserWarning: careful\n", stderr), stderr  # no per-run /tmp/ipykernel_<pid>/
+
+
+def test_failing_inline_expression_is_reported(tmp_project, capsys):
+    write(tmp_project / "posts/a/index.qmd", "```{python}\nx = 1\n```\n\nValue: `{python} y`\n")
+    assert freeze(tmp_project) == 1
+    assert "posts/a/index.qmd:5: the cell starting here raised NameError" in capsys.readouterr().out

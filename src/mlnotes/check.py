@@ -232,7 +232,6 @@ def check(root: Path, lint_cells: bool = True) -> list[str]:
         provenance = {}
     pinned = pins(root)
     docs: dict[str, Document] = {}
-    executable = set(project.notes(root))
     for path in project.all_qmd(root):
         rel = project.rel(root, path)
         try:
@@ -242,7 +241,7 @@ def check(root: Path, lint_cells: bool = True) -> list[str]:
             continue
         problems += check_front_matter(rel, doc)
         problems += check_links(root, rel, path, doc)
-        if path in executable:
+        if doc.cells:  # a document Quarto executes and freezes
             frozen_problems, stored = check_frozen(root, rel, path, doc, provenance, pinned)
             problems += frozen_problems
             problems += check_figures(rel, doc, stored)

@@ -72,6 +72,7 @@ class Execution:
     """The outputs of every code cell (None for eval: false), or the failure that stopped the note."""
 
     outputs: dict[int, list[dict] | None] = field(default_factory=dict)  # cell index -> nbformat outputs
+    inline: dict[int, dict[str, dict]] = field(default_factory=dict)  # chunk number -> {expression: mime data}
     failure: CellFailure | None = None
     seconds: float = 0.0
 
@@ -107,10 +108,21 @@ def execute(doc: Document, doc_options: dict | None = None, cwd: Path | None = N
                 result.failure = CellFailure(doc.path, 1, err.ename, err.evalue,
                                              strip_ansi("\n".join(err.traceback)))
                 return result
-            for i, cell in enumerate(cells, start=1):
+            for number, chunk in enumerate(doc.chunks):
+                cell = chunk.cell
+                if cell is None:
+                    exprs = chunk.inline_expressions()
+                    if exprs and _truthy(doc_options.get("eval"), True):
+                        values, failure = _evaluate_inline(client, doc.path, chunk.line, exprs)
+                        if failure:
+                            result.failure = failure
+                            return result
+                        result.inline[number] = values
+                    continue
                 if not _truthy(cell.options.get("eval"), _truthy(doc_options.get("eval"), True)):
                     result.outputs[cell.index] = None
                     continue
+                i = cell.index
                 nbcell = nb.cells[i]
                 client.execute_cell(nbcell, i, execution_count=cell.index, store_history=True)
                 outputs = [dict(o) for o in nbcell.outputs]
@@ -129,6 +141,21 @@ def execute(doc: Document, doc_options: dict | None = None, cwd: Path | None = N
                 os.environ[k] = v
         result.seconds = time.perf_counter() - start
     return result
+
+
+def _evaluate_inline(client, path: Path, line: int, exprs: list[str]) -> tuple[dict, CellFailure | None]:
+    """Evaluate inline expressions as Quarto does: kernel user_expressions, after the cells before them."""
+    msg_id = client.kc.execute("", silent=False, store_history=False,
+                               user_expressions={str(i): e for i, e in enumerate(exprs)})
+    reply = client.wait_for_reply(msg_id)
+    values = {}
+    for i, expr in enumerate(exprs):
+        res = reply["content"].get("user_expressions", {}).get(str(i), {})
+        if res.get("status") != "ok":
+            return {}, CellFailure(path, line, res.get("ename", "Error"), res.get("evalue", ""),
+                                   f"in the inline expression `{{python}} {expr}`")
+        values[expr] = res.get("data", {})
+    return values, None
 
 
 def _failure(path: Path, cell: Cell, err: dict) -> CellFailure:

@@ -210,6 +210,8 @@ def realign(stored: dict, old_text: str, new: Document, base_dir: Path | None = 
         return None
     if [c.kind == "code" for c in old.chunks] != [c.kind == "code" for c in new.chunks]:
         return None
+    if any(c.inline_expressions() for c in old.chunks + new.chunks):
+        return None  # inline values are computed by the kernel: execute
     pieces = split_stored(stored["result"]["markdown"], old)
     if pieces is None:
         return None
@@ -333,7 +335,7 @@ def freeze(root: Path, notes: list[Path], explicit: bool = False, jobs: int | No
 def write_frozen(root: Path, note: Path, doc: Document, execution: Execution, options: dict) -> None:
     """Write figures then html.json, each atomically; the markdown refers to `<stem>_files/figure-html/`."""
     stem = note.stem
-    rendered = render(doc, execution.outputs, options, stem=stem)
+    rendered = render(doc, execution.outputs, options, stem=stem, inline=execution.inline)
     fsutil.replace_dir(project.figure_dir(root, note), rendered.figures)
     text = result_json(quarto_hash(doc.text), rendered.markdown, stem, rendered.has_html)
     fsutil.write_text(project.result_file(root, note), text)

@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass, field
 
 from .execute import strip_ansi
-from .qmd import CELL_OPTION_KEYS, Cell, Document
+from .qmd import CELL_OPTION_KEYS, INLINE, Cell, Document
 
 # Keys Quarto handles itself and never forwards onto the cell div (kJupyterCellInternalOptionKeys + standard
 # and third-party metadata keys).
@@ -178,12 +178,32 @@ def option(cell: Cell, doc_options: dict, key: str, default):
     return default
 
 
-def render_prose(lines: list[str]) -> str:
+def render_prose(lines: list[str], values: dict[str, dict] | None = None) -> str:
+    """A prose chunk as Quarto writes it; inline `{python} expr` replaced by its value when given."""
+    if values:
+        lines = [INLINE.sub(lambda m: _inline_value(values, m), line) for line in lines]
     return "\n".join(lines) + "\n\n"
 
 
+def _inline_value(values: dict[str, dict], match: re.Match) -> str:
+    """resolveUserExpressions: html and latex as raw inline, markdown as is, strings unquoted and escaped."""
+    data = values.get(match.group(2).strip())
+    mime = mime_for({"data": data}) if data else None
+    if not mime:
+        return match.group(0)
+    value = text_of(data[mime])
+    if mime == "text/html":
+        value = f"`{value}`{{=html}}"
+    elif mime == "text/latex":
+        value = f"`{value}`{{=tex}}"
+    elif mime != "text/markdown" and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1].replace("\\", "\\\\")
+        value = re.sub(r"([\\`*_{}\[\]()>#+,\-.!])", r"\\\1", value)  # Quarto's class has the range +-.
+    return match.group(1) + value
+
+
 def render(doc: Document, outputs: dict[int, list[dict] | None], doc_options: dict | None = None,
-           stem: str | None = None) -> Rendered:
+           stem: str | None = None, inline: dict[int, dict[str, dict]] | None = None) -> Rendered:
     """Markdown for the whole document, given each code cell's outputs (None when not evaluated)."""
     doc_options = doc_options or {}
     stem = stem or doc.path.stem
@@ -194,9 +214,9 @@ def render(doc: Document, outputs: dict[int, list[dict] | None], doc_options: di
             if out.get("output_type") in ("display_data", "execute_result"):
                 if {"text/html", "application/javascript"} & set(out.get("data", {})):
                     result.has_html = True
-    for chunk in doc.chunks:
+    for number, chunk in enumerate(doc.chunks):
         if chunk.cell is None:
-            parts.append(render_prose(chunk.lines))
+            parts.append(render_prose(chunk.lines, (inline or {}).get(number)))
         else:
             parts.append(render_cell(doc, chunk.cell, outputs.get(chunk.cell.index) or [], doc_options,
                                      stem, result.figures))
@@ -332,6 +352,8 @@ def render_cell(doc: Document, cell: Cell, outputs: list[dict], doc_options: dic
                 text = text_of(out.get("text", ""))
                 if out.get("name") == "stderr":
                     text = re.sub(r"<ipython-input.*?>:\d+:\s+", "", text, count=1)
+                    # ipykernel names cells /tmp/ipykernel_<pid>/<hash>.py: drop the per-run folder (determinism)
+                    text = re.sub(r"(?:/[^\s:]*)?/ipykernel_\d+/(\d+\.py)", r"\1", text)
                 md.append(text if asis and out.get("name") == "stdout" else code_output(strip_ansi(text)))
             elif kind == "error":
                 tb = strip_ansi("\n".join(out.get("traceback", [])))
