@@ -17,9 +17,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from .markdown import strip_ansi
 from .qmd import Cell, Document
-
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 # Quarto's setup.py for HTML (fig_width=7, fig_height=5, fig_format=retina, fig_dpi=96), plus determinism:
 # fixed SVG ids and no PNG/SVG timestamps. `%reset -f` leaves the user namespace empty, as Quarto's does.
@@ -44,10 +43,6 @@ KERNEL_ENV = {
     "SOURCE_DATE_EPOCH": "0",
     "MPLBACKEND": "module://matplotlib_inline.backend_inline",
 }
-
-
-def strip_ansi(text: str) -> str:
-    return ANSI.sub("", text)
 
 
 @dataclass

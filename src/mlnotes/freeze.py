@@ -20,11 +20,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import fsutil, project
-from .execute import Execution, execute
 from .markdown import render, render_prose
 from .qmd import Document, QmdError, parse, parse_file, quarto_hash
+
+if TYPE_CHECKING:  # execute imports nbclient; `mlnotes check` never needs it
+    from .execute import Execution
 
 PROVENANCE = "_execution.json"  # committed; Quarto ignores files starting with "_"
 
@@ -236,6 +239,8 @@ class Plan:
 
 def _execute_job(root: str, rel: str, options: dict) -> tuple[Execution, dict]:
     """Run one note (in a worker process when --jobs > 1); paths in reports stay project-relative."""
+    from .execute import execute
+
     note = Path(root) / rel
     doc = parse_file(note, Path(root), Path(rel))
     execution = execute(doc, options, cwd=note.parent)

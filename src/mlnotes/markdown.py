@@ -14,7 +14,6 @@ import re
 import struct
 from dataclasses import dataclass, field
 
-from .execute import strip_ansi
 from .qmd import CELL_OPTION_KEYS, INLINE, Cell, Document
 
 # Keys Quarto handles itself and never forwards onto the cell div (kJupyterCellInternalOptionKeys + standard
@@ -38,6 +37,7 @@ MIME_PRIORITY = [
     "image/jpeg",
     "text/plain",
 ]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 IMAGE_EXT = {"image/png": "png", "image/jpeg": "jpeg", "image/svg+xml": "svg", "application/pdf": "pdf"}
 FIGURE_ATTRS = ["fig-align", "fig-env", "fig-alt", "fig-pos", "fig-scap"]
 
@@ -54,6 +54,11 @@ class Rendered:
     markdown: str
     figures: dict[str, bytes] = field(default_factory=dict)  # file name in figure-html/ -> bytes
     has_html: bool = False
+
+
+def strip_ansi(text: str) -> str:
+    """Quarto before 1.7 strips ANSI colours; the spec recommends it (plain fences render in every version)."""
+    return ANSI.sub("", text)
 
 
 def js_string(value) -> str:
