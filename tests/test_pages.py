@@ -56,7 +56,7 @@ def test_questions_numbered_and_answered(tmp_path):
         ("2025-11-15#q1", "Why is the sky blue?", ["answered"]),
         ("2025-11-15#q2", "How does wrapping work?", ["open"]),
     ]
-    assert "Answered in Day two (2025-11-16)." in items[1]["description"]
+    assert "Answered on 2025-11-16: Day two." in items[1]["description"]
     assert items[1]["path"] == "../posts/2025-11-15/index.qmd#questions-i-still-have"
 
 

@@ -36,6 +36,7 @@ class Post:
     date: str
     href: str  # from notes/
     concepts: list[str] = field(default_factory=list)
+    subtitle: str = ""
     answers: list[str] = field(default_factory=list)
     questions: list[tuple[str, str]] = field(default_factory=list)  # (id, text)
 
@@ -72,6 +73,7 @@ def load_posts(root: Path) -> list[Post]:
         post = Post(folder=folder, title=str(fm.get("title", folder)),
                     date=date.isoformat() if hasattr(date, "isoformat") else str(date or folder[:10]),
                     href=f"../posts/{folder}/index.qmd", concepts=[c.lower() for c in _as_list(fm.get("concepts"))],
+                    subtitle=str(fm.get("subtitle") or ""),
                     answers=_as_list(fm.get("answers")))
         post.questions = [(f"{folder}#q{i}", q) for i, q in enumerate(questions_in(doc.text), start=1)]
         posts.append(post)
@@ -104,7 +106,7 @@ def questions_yaml(posts: list[Post]) -> str:
         for qid, text in post.questions:
             answer = answered_by.get(qid)
             if answer and answer.date > post.date:
-                status, note = "answered", f"Answered in {answer.title} ({answer.date})."
+                status, note = "answered", f"Answered on {answer.date}: {answer.subtitle or answer.title}."
             else:
                 status, note = "open", "Still open."
             items.append({"title": text, "path": post.href + "#questions-i-still-have", "date": post.date,

@@ -30,11 +30,19 @@ def is_rendered(rel: Path) -> bool:
     return not any(part.startswith(("_", ".")) or part in SKIP_DIRS for part in rel.parts)
 
 
+def excluded_dirs(root: Path) -> set[str]:
+    """Folders excluded with `project: render: ["!dir/"]` in _quarto.yml (Quarto matches them at any depth)."""
+    render = (_load_yaml(root / "_quarto.yml").get("project") or {}).get("render") or []
+    return {str(g)[1:].strip("/") for g in render if str(g).startswith("!") and str(g).endswith("/")}
+
+
 def all_qmd(root: Path) -> list[Path]:
+    """The .qmd files Quarto renders: not hidden, not `_`-prefixed, not README, not in an excluded folder."""
+    excluded = excluded_dirs(root)
     found = []
     for path in sorted(root.rglob("*.qmd")):
         rel = path.relative_to(root)
-        if is_rendered(rel):
+        if is_rendered(rel) and rel.name != "README.qmd" and not excluded & set(rel.parts[:-1]):
             found.append(path)
     return found
 
