@@ -380,3 +380,29 @@ def test_failing_inline_expression_is_reported(tmp_project, capsys):
     write(tmp_project / "posts/a/index.qmd", "```{python}\nx = 1\n```\n\nValue: `{python} y`\n")
     assert freeze(tmp_project) == 1
     assert "posts/a/index.qmd:5: the cell starting here raised NameError" in capsys.readouterr().out
+
+
+def test_document_figure_options_shape_the_figure(tmp_project, capsys):
+    write(tmp_project / "posts/a/index.qmd", '''
+        ---
+        title: dpi
+        fig-dpi: 120
+        format:
+          html:
+            fig-width: 4
+            fig-height: 3
+        ---
+
+        ```{python}
+        import matplotlib.pyplot as plt
+        plt.plot([1, 2])
+        plt.show()
+        ```
+        ''')
+    assert freeze(tmp_project) == 0
+    import struct
+    png = (tmp_project / "_freeze/posts/a/index/figure-html/cell-2-output-1.png").read_bytes()
+    px_w, px_h = struct.unpack(">II", png[16:24])
+    assert 4 * 120 * 2 * 0.85 < px_w <= 4 * 120 * 2  # 4 in at 120 dpi, retina, cropped tight
+    md = stored(tmp_project)["result"]["markdown"]
+    assert f"{{width={(px_w + 1) // 2} height={(px_h + 1) // 2}}}" in md

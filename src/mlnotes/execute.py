@@ -20,19 +20,24 @@ from nbclient import NotebookClient
 from .markdown import strip_ansi
 from .qmd import Cell, Document
 
-# Quarto's setup.py for HTML (fig_width=7, fig_height=5, fig_format=retina, fig_dpi=96), plus determinism:
-# fixed SVG ids and no PNG/SVG timestamps. `%reset -f` leaves the user namespace empty, as Quarto's does.
+# Quarto's setup.py for HTML (defaults fig-width 7, fig-height 5, fig-format retina, fig-dpi 96), plus
+# determinism: fixed SVG ids. `%reset -f` leaves the user namespace empty, as Quarto's `%reset` does.
 KERNEL_SETUP = """\
 import matplotlib
 import matplotlib.pyplot as plt
-plt.rcParams['figure.figsize'] = (7, 5)
-plt.rcParams['figure.dpi'] = 96
+plt.rcParams['figure.figsize'] = ({width}, {height})
+plt.rcParams['figure.dpi'] = {dpi}
 plt.rcParams['savefig.dpi'] = 'figure'
 plt.rcParams['svg.hashsalt'] = 'mlnotes'
 from matplotlib_inline.backend_inline import set_matplotlib_formats
-set_matplotlib_formats('retina')
+set_matplotlib_formats({format!r})
 %reset -f
 """
+FIGURE_DEFAULTS = {"fig-width": 7, "fig-height": 5, "fig-format": "retina", "fig-dpi": 96}
+
+
+def figure_options(doc_options: dict) -> dict:
+    return {k: doc_options.get(k, v) for k, v in FIGURE_DEFAULTS.items()}
 
 # One BLAS thread and a fixed hash seed: results do not depend on scheduling or on --jobs.
 KERNEL_ENV = {
@@ -88,7 +93,10 @@ def execute(doc: Document, doc_options: dict | None = None, cwd: Path | None = N
     cells = doc.cells
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(KERNEL_SETUP)] + [nbformat.v4.new_code_cell("\n".join(c.code)) for c in cells]
+    fig = figure_options(doc_options)
+    setup = KERNEL_SETUP.format(width=fig["fig-width"], height=fig["fig-height"], dpi=fig["fig-dpi"],
+                                format=str(fig["fig-format"]))
+    nb.cells = [nbformat.v4.new_code_cell(setup)] + [nbformat.v4.new_code_cell("\n".join(c.code)) for c in cells]
     cwd = str(cwd or Path(doc.path).resolve().parent)
     saved_env = {k: os.environ.get(k) for k in KERNEL_ENV}
     os.environ.update(KERNEL_ENV)

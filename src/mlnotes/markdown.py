@@ -366,7 +366,8 @@ def render_cell(doc: Document, cell: Cell, outputs: list[dict], doc_options: dic
                 md.append(code_output(head_line + ("\n" + tb if out.get("traceback") else "")))
             elif is_display and out.get("data"):
                 caption = out_caps.pop(0) if out_caps else None
-                md.append(display_md(out, out_label, caption, f"{output_name}-{index + 1}", stem, fig_opts, figures))
+                md.append(display_md(out, out_label, caption, f"{output_name}-{index + 1}", stem, fig_opts, figures,
+                                     retina_dpi(doc_options)))
                 if caption and mime_for(out) not in IMAGE_EXT:
                     md.append(f"\n{caption}\n")
             if not asis:
@@ -381,6 +382,16 @@ def render_cell(doc: Document, cell: Cell, outputs: list[dict], doc_options: dic
     elif md:
         text = "".join(md)
     return text + "\n" + "\n"
+
+
+def retina_dpi(doc_options: dict) -> int | None:
+    """The PNG dpi at which Quarto halves width/height: twice fig-dpi, when fig-format is retina."""
+    if doc_options.get("fig-format", "retina") != "retina":
+        return None
+    try:
+        return int(doc_options.get("fig-dpi", 96)) * 2
+    except (TypeError, ValueError):
+        return None
 
 
 def auto_identifier(name: str) -> str:
@@ -422,11 +433,11 @@ def code_block(cell: Cell, opts: dict, fenced: bool) -> str:
 
 
 def display_md(out: dict, label: str | None, caption: str | None, filename: str, stem: str,
-               fig_opts: dict, figures: dict[str, bytes]) -> str:
+               fig_opts: dict, figures: dict[str, bytes], retina_dpi: int | None = 192) -> str:
     mime = mime_for(out)
     data = out["data"][mime]
     if mime in IMAGE_EXT:
-        return image_md(out, mime, label, caption, filename, stem, fig_opts, figures)
+        return image_md(out, mime, label, caption, filename, stem, fig_opts, figures, retina_dpi)
     if mime == "text/markdown":
         return text_of(data) + "\n"
     if mime == "text/html":
@@ -446,7 +457,7 @@ def display_md(out: dict, label: str | None, caption: str | None, filename: str,
 
 
 def image_md(out: dict, mime: str, label: str | None, caption: str | None, filename: str, stem: str,
-             fig_opts: dict, figures: dict[str, bytes]) -> str:
+             fig_opts: dict, figures: dict[str, bytes], retina_dpi: int | None = 192) -> str:
     data = text_of(out["data"][mime])
     meta = out.get("metadata", {}).get(mime) or {}
     width = meta.get("out-width") or meta.get("width") or 0
@@ -459,7 +470,7 @@ def image_md(out: dict, mime: str, label: str | None, caption: str | None, filen
         raw = base64.b64decode(data.replace("\n", ""))
         if mime == "image/png":
             px_w, px_h, dpi = png_size(raw)
-            if dpi == 192:  # retina at fig-dpi 96: Quarto halves the pixel size
+            if retina_dpi and dpi == retina_dpi:  # retina PNG at twice fig-dpi: Quarto halves the pixel size
                 width, height = int(px_w / 2 + 0.5), int(px_h / 2 + 0.5)
         figures[name] = raw
     attrs = []

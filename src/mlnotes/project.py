@@ -9,6 +9,7 @@ import yaml
 from .qmd import Document, parse_file
 
 EXECUTE_KEYS = ("eval", "echo", "output", "warning", "error", "include")
+FIGURE_KEYS = ("fig-width", "fig-height", "fig-format", "fig-dpi")  # format options that shape matplotlib output
 SKIP_DIRS = {"_site", "_freeze", "site_libs", "node_modules", ".venv", "venv", ".git", ".quarto"}
 
 
@@ -117,6 +118,9 @@ def execute_options(root: Path, doc: Document, note: Path | None = None) -> dict
         for key in EXECUTE_KEYS:  # Quarto also takes these at the top level of a document
             if layer is doc.front_matter and key in layer:
                 merged[key] = layer[key]
+        html = layer.get("format", {}).get("html") if isinstance(layer.get("format"), dict) else None
+        for source in (layer, html if isinstance(html, dict) else {}):
+            merged.update({k: source[k] for k in FIGURE_KEYS if source.get(k) is not None})
     return merged
 
 
