@@ -83,3 +83,15 @@ def test_malformed_front_matter_fails_with_one_sentence(tmp_project, capsys, mon
     monkeypatch.chdir(tmp_project)
     assert cli.main(["run", "bad.qmd"]) == 1
     assert "bad.qmd:" in capsys.readouterr().out
+
+
+def test_execute_dir_project_runs_cells_from_the_root(tmp_project, capsys, monkeypatch):
+    (tmp_project / "_quarto.yml").write_text("project:\n  type: website\n  execute-dir: project\n")
+    write(tmp_project / "data.txt", "7\n")
+    write(tmp_project / "posts/d/index.qmd", """
+        ```{python}
+        assert open("data.txt").read().strip() == "7"
+        ```
+        """)
+    monkeypatch.chdir(tmp_project)
+    assert cli.main(["run", "posts/d/index.qmd"]) == 0, capsys.readouterr().out

@@ -35,7 +35,7 @@ def cmd_run(args) -> int:
         start = time.perf_counter()
         try:
             doc = parse_file(note, root, Path(rel))
-            result = execute(doc, project.execute_options(root, doc, note), cwd=note.parent)
+            result = execute(doc, project.execute_options(root, doc, note), cwd=project.working_dir(root, note))
         except (QmdError, ProjectError) as e:
             failed += 1
             print(f"failed  {rel}\n{e}", flush=True)

@@ -243,7 +243,7 @@ def _execute_job(root: str, rel: str, options: dict) -> tuple[Execution, dict]:
 
     note = Path(root) / rel
     doc = parse_file(note, Path(root), Path(rel))
-    execution = execute(doc, options, cwd=note.parent)
+    execution = execute(doc, options, cwd=project.working_dir(Path(root), note))
     return execution, package_versions(imported_modules(doc))
 
 

@@ -124,6 +124,12 @@ def execute_options(root: Path, doc: Document, note: Path | None = None) -> dict
     return merged
 
 
+def working_dir(root: Path, note: Path) -> Path:
+    """Where a note's cells run: its own folder, or the project root with `project: execute-dir: project`."""
+    config = _load_yaml(root / "_quarto.yml").get("project") or {}
+    return root if config.get("execute-dir") == "project" else note.resolve().parent
+
+
 def freeze_dir(root: Path, note: Path) -> Path:
     """`_freeze/<path without extension>`, as Quarto's freezer lays it out."""
     rel = note.resolve().relative_to(root).with_suffix("")
