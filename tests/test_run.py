@@ -95,3 +95,19 @@ def test_execute_dir_project_runs_cells_from_the_root(tmp_project, capsys, monke
         """)
     monkeypatch.chdir(tmp_project)
     assert cli.main(["run", "posts/d/index.qmd"]) == 0, capsys.readouterr().out
+
+
+def test_a_crashed_kernel_is_reported_at_its_cell(tmp_project, capsys, monkeypatch):
+    write(tmp_project / "n.qmd", """
+        ```{python}
+        x = 1
+        ```
+
+        ```{python}
+        import os
+        os._exit(1)
+        ```
+        """)
+    monkeypatch.chdir(tmp_project)
+    assert cli.main(["run", "n.qmd"]) == 1
+    assert "n.qmd:5: the cell starting here raised DeadKernelError" in capsys.readouterr().out

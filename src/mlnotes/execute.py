@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from .markdown import strip_ansi
 from .qmd import Cell, Document
@@ -103,39 +104,10 @@ def execute(doc: Document, doc_options: dict | None = None, cwd: Path | None = N
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                             resources={"metadata": {"path": cwd}}, record_timing=False)
     try:
-        with client.setup_kernel(cwd=cwd, stderr=subprocess.DEVNULL):  # silence the kernel's own log
-            client.execute_cell(nb.cells[0], 0, store_history=False)
-            setup_errors = [o for o in nb.cells[0].outputs if o.output_type == "error"]
-            if setup_errors:
-                err = setup_errors[0]
-                result.failure = CellFailure(doc.path, 1, err.ename, err.evalue,
-                                             strip_ansi("\n".join(err.traceback)))
-                return result
-            for number, chunk in enumerate(doc.chunks):
-                cell = chunk.cell
-                if cell is None:
-                    exprs = chunk.inline_expressions()
-                    if exprs and _truthy(doc_options.get("eval"), True):
-                        values, failure = _evaluate_inline(client, doc.path, chunk.line, exprs)
-                        if failure:
-                            result.failure = failure
-                            return result
-                        result.inline[number] = values
-                    continue
-                if not _truthy(cell.options.get("eval"), _truthy(doc_options.get("eval"), True)):
-                    result.outputs[cell.index] = None
-                    continue
-                i = cell.index
-                nbcell = nb.cells[i]
-                client.execute_cell(nbcell, i, execution_count=cell.index, store_history=True)
-                outputs = [dict(o) for o in nbcell.outputs]
-                result.outputs[cell.index] = outputs
-                errors = [o for o in outputs if o.get("output_type") == "error"]
-                allow = _truthy(cell.options.get("error"), _truthy(doc_options.get("error"), False))
-                if errors and not allow:
-                    err = errors[0]
-                    result.failure = _failure(doc.path, cell, err)
-                    return result
+        return _run(client, nb, doc, doc_options, cwd, result)
+    except RuntimeError as e:  # the kernel could not start (e.g. no ipykernel in this environment)
+        result.failure = CellFailure(doc.path, 1, "KernelError", f"the Jupyter kernel did not start: {e}", "")
+        return result
     finally:
         for k, v in saved_env.items():
             if v is None:
@@ -143,6 +115,47 @@ def execute(doc: Document, doc_options: dict | None = None, cwd: Path | None = N
             else:
                 os.environ[k] = v
         result.seconds = time.perf_counter() - start
+
+
+def _run(client: NotebookClient, nb, doc: Document, doc_options: dict, cwd: str, result: Execution) -> Execution:
+    """The setup cell, then every chunk in order: code cells, and the inline expressions of prose."""
+    with client.setup_kernel(cwd=cwd, stderr=subprocess.DEVNULL):  # silence the kernel's own log
+        client.execute_cell(nb.cells[0], 0, store_history=False)
+        setup_errors = [o for o in nb.cells[0].outputs if o.output_type == "error"]
+        if setup_errors:
+            err = setup_errors[0]
+            result.failure = CellFailure(doc.path, 1, err.ename, err.evalue,
+                                         strip_ansi("\n".join(err.traceback)))
+            return result
+        for number, chunk in enumerate(doc.chunks):
+            cell = chunk.cell
+            if cell is None:
+                exprs = chunk.inline_expressions()
+                if exprs and _truthy(doc_options.get("eval"), True):
+                    values, failure = _evaluate_inline(client, doc.path, chunk.line, exprs)
+                    if failure:
+                        result.failure = failure
+                        return result
+                    result.inline[number] = values
+                continue
+            if not _truthy(cell.options.get("eval"), _truthy(doc_options.get("eval"), True)):
+                result.outputs[cell.index] = None
+                continue
+            i = cell.index
+            nbcell = nb.cells[i]
+            try:
+                client.execute_cell(nbcell, i, execution_count=cell.index, store_history=True)
+            except (CellTimeoutError, DeadKernelError) as e:  # a hung cell or a crashed kernel
+                result.failure = CellFailure(doc.path, cell.line, type(e).__name__, str(e).strip(), "")
+                return result
+            outputs = [dict(o) for o in nbcell.outputs]
+            result.outputs[cell.index] = outputs
+            errors = [o for o in outputs if o.get("output_type") == "error"]
+            allow = _truthy(cell.options.get("error"), _truthy(doc_options.get("error"), False))
+            if errors and not allow:
+                err = errors[0]
+                result.failure = _failure(doc.path, cell, err)
+                return result
     return result
 
 

@@ -128,7 +128,12 @@ def read_provenance(root: Path) -> dict:
 
 
 def write_provenance(root: Path, data: dict) -> None:
-    fsutil.write_text(root / PROVENANCE, json.dumps(dict(sorted(data.items())), indent=2, sort_keys=True) + "\n")
+    """Rewrite the record (atomically, only if it changed), dropping notes that no longer exist."""
+    kept = {k: v for k, v in sorted(data.items()) if (root / k).is_file()}
+    text = json.dumps(kept, indent=2, sort_keys=True) + "\n"
+    path = root / PROVENANCE
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        fsutil.write_text(path, text)
 
 
 # ---------------------------------------------------------------- realign
@@ -315,6 +320,7 @@ def freeze(root: Path, notes: list[Path], explicit: bool = False, jobs: int | No
             "python": platform.python_version(),
             "packages": versions,
         }
+        write_provenance(root, provenance)  # after each note, so an interrupted run keeps its record
         reports.append(Report(rel, "executed", execution.seconds))
         progress(f"executed  {rel}  {execution.seconds:.1f}s")
 
@@ -330,7 +336,7 @@ def freeze(root: Path, notes: list[Path], explicit: bool = False, jobs: int | No
             for fut in as_completed(futures):
                 execution, versions = fut.result()
                 finish(futures[fut], execution, versions)
-    if any(r.status == "executed" for r in reports):
+    if provenance:
         write_provenance(root, provenance)
     order = {project.rel(root, p.note): i for i, p in enumerate(plans)}
     reports.sort(key=lambda r: order.get(r.path, 0))

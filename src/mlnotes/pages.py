@@ -179,6 +179,7 @@ def execution_qmd(root: Path) -> str:
     path = root / "_execution.json"
     record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     rows = []
+    record = {note: info for note, info in record.items() if (root / note).is_file()}
     for note, info in sorted(record.items()):
         packages = ", ".join(f"{k} {v}" for k, v in sorted(info.get("packages", {}).items())) or "standard library"
         href = "../" + note if not note.startswith("notes/") else note.removeprefix("notes/")
