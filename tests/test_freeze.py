@@ -208,6 +208,8 @@ def test_each_output_type(tmp_project, capsys):
     assert "\nred\n" in md and "\x1b" not in md  # ANSI codes stripped
     assert "::: {.cell-output .cell-output-error}\n```\nValueError: shown\n" in md
     assert "secret" not in md  # include: false
+    # an include: false cell leaves a single "\n" chunk (mdFromCodeCell returns nothing)
+    assert re.search(r"ValueError: shown\n(.|\n)*?:::\n:::\n\n\n\n::: \{#[0-9a-f]{8} \.cell execution_count=5\}", md)
     assert "``` {.python .cell-code}\nnot executed\n```\n:::" in md  # eval: false: code shown, nothing run
     assert "::: {#tbl-demo .cell fig-width='6' tbl-cap='A table' execution_count=6}" in md
     assert "::: {.cell-output .cell-output-display execution_count=5}\n```{=html}" in md
@@ -406,3 +408,21 @@ def test_document_figure_options_shape_the_figure(tmp_project, capsys):
     assert 4 * 120 * 2 * 0.85 < px_w <= 4 * 120 * 2  # 4 in at 120 dpi, retina, cropped tight
     md = stored(tmp_project)["result"]["markdown"]
     assert f"{{width={(px_w + 1) // 2} height={(px_h + 1) // 2}}}" in md
+
+
+def test_realign_handles_every_output_type(tmp_project, capsys):
+    git(tmp_project, "init", "-q")
+    note = write(tmp_project / "posts/a/index.qmd", OUTPUT_TYPES)
+    assert freeze(tmp_project) == 0
+    git(tmp_project, "add", "-A")
+    git(tmp_project, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "note")
+    edited = OUTPUT_TYPES.replace('title: "Outputs"\n---\n', 'title: "Outputs"\n---\n\nNew opening prose.\n') \
+        + "\nA closing paragraph.\n"
+    note.write_text(edited)
+    capsys.readouterr()
+    assert freeze(tmp_project) == 0
+    assert "realigned posts/a/index.qmd" in capsys.readouterr().out
+    realigned = stored(tmp_project)
+    assert freeze(tmp_project, str(note)) == 0
+    executed = stored(tmp_project)
+    assert realigned == executed

@@ -171,7 +171,10 @@ def split_stored(markdown: str, old: Document) -> list[str] | None:
             pieces.append(text)
             pos += len(text)
             continue
-        end = _code_chunk_end(markdown, pos)
+        if chunk.cell.options.get("include") is False:  # such a cell leaves a single "\n"
+            end = pos + 1 if markdown.startswith("\n", pos) else None
+        else:
+            end = _code_chunk_end(markdown, pos)
         if end is None:
             return None
         pieces.append(markdown[pos:end])
@@ -216,17 +219,14 @@ def realign(stored: dict, old_text: str, new: Document, base_dir: Path | None = 
         return None
     if [c.signature() for c in old.cells] != [c.signature() for c in new.cells]:
         return None
-    if [c.kind == "code" for c in old.chunks] != [c.kind == "code" for c in new.chunks]:
-        return None
     if any(c.inline_expressions() for c in old.chunks + new.chunks):
         return None  # inline values are computed by the kernel: execute
     pieces = split_stored(stored["result"]["markdown"], old)
     if pieces is None:
         return None
-    out = []
-    for piece, chunk in zip(pieces, new.chunks):
-        out.append(piece if chunk.cell is not None else render_prose(chunk.lines))
-    return "".join(out)
+    # prose may have been added or removed anywhere: keep each code cell's stored text, in order
+    code_pieces = iter([piece for piece, chunk in zip(pieces, old.chunks) if chunk.cell is not None])
+    return "".join(next(code_pieces) if chunk.cell is not None else render_prose(chunk.lines) for chunk in new.chunks)
 
 
 # ---------------------------------------------------------------- freeze

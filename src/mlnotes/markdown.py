@@ -232,7 +232,7 @@ def render(doc: Document, outputs: dict[int, list[dict] | None], doc_options: di
 def render_cell(doc: Document, cell: Cell, outputs: list[dict], doc_options: dict, stem: str,
                 figures: dict[str, bytes]) -> str:
     if not option(cell, doc_options, "include", True):
-        return "\n\n"
+        return "\n"  # mdFromCodeCell returns nothing; only jupyterToMarkdown's "\n" remains
     opts = cell.options
     echo = option(cell, doc_options, "echo", True)
     show_output = option(cell, doc_options, "output", True)
@@ -243,8 +243,8 @@ def render_cell(doc: Document, cell: Cell, outputs: list[dict], doc_options: dic
     outputs = [o for o in merge_streams(outputs)
                if not (o.get("output_type") == "stream" and o.get("name") == "stderr" and not warnings)
                and not discardable(o, have_image)]
-    if not cell.code and not outputs:
-        return "\n\n"
+    if not cell.code and not cell.option_lines and not outputs:
+        return "\n"
     asis = show_output == "asis"
 
     label = cell.label
