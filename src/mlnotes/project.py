@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from .qmd import Document, parse_file
+from .qmd import Document
 
 EXECUTE_KEYS = ("eval", "echo", "output", "warning", "error", "include")
 FIGURE_KEYS = ("fig-width", "fig-height", "fig-format", "fig-dpi")  # format options that shape matplotlib output
@@ -142,10 +142,6 @@ def result_file(root: Path, note: Path) -> Path:
 
 def figure_dir(root: Path, note: Path) -> Path:
     return freeze_dir(root, note) / "figure-html"
-
-
-def load(path: Path) -> Document:
-    return parse_file(path)
 
 
 def rel(root: Path, path: Path) -> str:
