@@ -265,13 +265,18 @@ def git(project, *args):
     subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
 
 
+def frozen_and_committed(project, text):
+    """A note frozen and committed in a new git repository, as realign expects to find it."""
+    git(project, "init", "-q")
+    note = write(project / "posts/a/index.qmd", text)
+    assert freeze(project) == 0
+    git(project, "add", "-A")
+    git(project, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "note")
+    return note
+
+
 def test_prose_edit_realigns_without_executing(tmp_project, capsys):
-    git(tmp_project, "init", "-q")
-    git(tmp_project, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init")
-    note = write(tmp_project / "posts/a/index.qmd", FIGURE_NOTE)
-    assert freeze(tmp_project) == 0
-    git(tmp_project, "add", "-A")
-    git(tmp_project, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "note")
+    note = frozen_and_committed(tmp_project, FIGURE_NOTE)
     capsys.readouterr()
 
     note.write_text(FIGURE_NOTE.replace("Closing prose.", "Closing prose, now longer.\n\nAnd a new paragraph."))
@@ -288,11 +293,7 @@ def test_prose_edit_realigns_without_executing(tmp_project, capsys):
 
 
 def test_code_edit_executes(tmp_project, capsys):
-    git(tmp_project, "init", "-q")
-    note = write(tmp_project / "posts/a/index.qmd", FIGURE_NOTE)
-    assert freeze(tmp_project) == 0
-    git(tmp_project, "add", "-A")
-    git(tmp_project, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "note")
+    note = frozen_and_committed(tmp_project, FIGURE_NOTE)
     note.write_text(FIGURE_NOTE.replace('plt.title("noise")', 'plt.title("changed")'))
     capsys.readouterr()
     assert freeze(tmp_project) == 0
@@ -411,11 +412,7 @@ def test_document_figure_options_shape_the_figure(tmp_project, capsys):
 
 
 def test_realign_handles_every_output_type(tmp_project, capsys):
-    git(tmp_project, "init", "-q")
-    note = write(tmp_project / "posts/a/index.qmd", OUTPUT_TYPES)
-    assert freeze(tmp_project) == 0
-    git(tmp_project, "add", "-A")
-    git(tmp_project, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "note")
+    note = frozen_and_committed(tmp_project, OUTPUT_TYPES)
     edited = OUTPUT_TYPES.replace('title: "Outputs"\n---\n', 'title: "Outputs"\n---\n\nNew opening prose.\n') \
         + "\nA closing paragraph.\n"
     note.write_text(edited)

@@ -231,7 +231,8 @@ def check(root: Path, lint_cells: bool = True) -> list[str]:
         problems.append(f"{freeze.PROVENANCE}:1: {e}")
         provenance = {}
     pinned = pins(root)
-    docs: dict[str, Document] = {}
+    docs: dict[str, Document] = {}  # executable notes, for the lint
+    parsed: dict[Path, Document] = {}  # every document, for the generated pages
     for path in project.all_qmd(root):
         rel = project.rel(root, path)
         try:
@@ -239,6 +240,7 @@ def check(root: Path, lint_cells: bool = True) -> list[str]:
         except QmdError as e:
             problems.append(str(e))
             continue
+        parsed[path] = doc
         problems += check_front_matter(rel, doc)
         problems += check_links(root, rel, path, doc)
         if doc.cells:  # a document Quarto executes and freezes
@@ -251,7 +253,7 @@ def check(root: Path, lint_cells: bool = True) -> list[str]:
         problems.append(f"{rel}:1: orphaned frozen result (its source is gone); run: mlnotes freeze --prune")
     problems += untracked_frozen(root)
     if pages.is_ml_notes(root):
-        problems += pages.stale(root)
+        problems += pages.stale(root, parsed)
     if lint_cells:
         problems += lint(root, docs)
     return problems

@@ -66,7 +66,7 @@ def cmd_freeze(args) -> int:
             print(f"pruned    {rel} (its source no longer exists)")
         else:
             print(f"orphan    {rel} (its source no longer exists; --prune removes it)")
-    if (root / "_quarto.yml").is_file() and pages.is_ml_notes(root):
+    if pages.is_ml_notes(root):
         for path in pages.refresh(root):
             print(f"updated   {path}")
     counts = {s: sum(r.status == s for r in reports) for s in ("fresh", "realigned", "executed", "failed")}
