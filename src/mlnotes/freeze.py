@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import fsutil, project
-from .markdown import render, render_prose
+from .markdown import prose_texts, render
 from .qmd import Document, QmdError, parse, parse_file, quarto_hash
 
 if TYPE_CHECKING:  # execute imports nbclient; `mlnotes check` never needs it
@@ -159,13 +159,16 @@ def source_at_hash(root: Path, note: Path, wanted: str) -> str | None:
     return None
 
 
-def split_stored(markdown: str, old: Document) -> list[str] | None:
+def split_stored(markdown: str, old: Document, title_fixup: bool = True) -> list[str] | None:
     """Cut a stored markdown into the texts of `old`'s chunks; None when it does not line up."""
     pieces: list[str] = []
-    pos = 0
-    for chunk in old.chunks:
+    prefix, prose = prose_texts(old, title_fixup=title_fixup)
+    if not markdown.startswith(prefix):
+        return None
+    pos = len(prefix)
+    for number, chunk in enumerate(old.chunks):
         if chunk.cell is None:
-            text = render_prose(chunk.lines)
+            text = prose[number]
             if not markdown.startswith(text, pos):
                 return None
             pieces.append(text)
@@ -211,7 +214,7 @@ def _code_chunk_end(md: str, pos: int) -> int | None:
 
 
 def realign(stored: dict, old_text: str, new: Document, base_dir: Path | None = None,
-            root: Path | None = None) -> str | None:
+            root: Path | None = None, title_fixup: bool = True) -> str | None:
     """New markdown with `new`'s prose and the stored code outputs, when only prose changed."""
     try:
         old = parse(old_text, new.path, base_dir=base_dir, root=root)
@@ -221,12 +224,14 @@ def realign(stored: dict, old_text: str, new: Document, base_dir: Path | None = 
         return None
     if any(c.inline_expressions() for c in old.chunks + new.chunks):
         return None  # inline values are computed by the kernel: execute
-    pieces = split_stored(stored["result"]["markdown"], old)
+    pieces = split_stored(stored["result"]["markdown"], old, title_fixup)
     if pieces is None:
         return None
     # prose may have been added or removed anywhere: keep each code cell's stored text, in order
     code_pieces = iter([piece for piece, chunk in zip(pieces, old.chunks) if chunk.cell is not None])
-    return "".join(next(code_pieces) if chunk.cell is not None else render_prose(chunk.lines) for chunk in new.chunks)
+    prefix, prose = prose_texts(new, title_fixup=title_fixup)
+    return prefix + "".join(next(code_pieces) if chunk.cell is not None else prose[number]
+                            for number, chunk in enumerate(new.chunks))
 
 
 # ---------------------------------------------------------------- freeze
@@ -279,7 +284,8 @@ def freeze(root: Path, notes: list[Path], explicit: bool = False, jobs: int | No
             plan.action = "fresh"
         else:
             old = source_at_hash(root, note, plan.stored["hash"])
-            md = realign(plan.stored, old, plan.doc, note.parent, root) if old is not None else None
+            md = (realign(plan.stored, old, plan.doc, note.parent, root, project.title_fixup(root))
+                  if old is not None else None)
             if md is not None:
                 plan.action, plan.new_markdown = "realign", md
             else:
@@ -346,7 +352,8 @@ def freeze(root: Path, notes: list[Path], explicit: bool = False, jobs: int | No
 def write_frozen(root: Path, note: Path, doc: Document, execution: Execution, options: dict) -> None:
     """Write figures then html.json, each atomically; the markdown refers to `<stem>_files/figure-html/`."""
     stem = note.stem
-    rendered = render(doc, execution.outputs, options, stem=stem, inline=execution.inline)
+    rendered = render(doc, execution.outputs, options, stem=stem, inline=execution.inline,
+                      title_fixup=project.title_fixup(root))
     fsutil.replace_dir(project.figure_dir(root, note), rendered.figures)
     text = result_json(quarto_hash(doc.text), rendered.markdown, stem, rendered.has_html)
     fsutil.write_text(project.result_file(root, note), text)

@@ -14,6 +14,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 
+from . import fixups
 from .qmd import CELL_OPTION_KEYS, INLINE, Cell, Document
 
 # Keys Quarto handles itself and never forwards onto the cell div (kJupyterCellInternalOptionKeys + standard
@@ -207,13 +208,40 @@ def _inline_value(values: dict[str, dict], match: re.Match) -> str:
     return match.group(1) + value
 
 
+def prose_texts(doc: Document, inline: dict[int, dict[str, dict]] | None = None,
+                title_fixup: bool = True) -> tuple[str, dict[int, str]]:
+    """The markdown Quarto writes for the prose: (a chunk it puts first, or ""; {chunk number: text}).
+
+    Prose is verbatim except for Quarto's front-matter rewrites (see fixups.py): the first raw front matter
+    loses a `jupyter:` key, and with `title_fixup` (website and single-file documents) a first heading becomes
+    the title when the front matter has none. A chunk Quarto drops is "".
+    """
+    chunks: list[tuple[str, list[str] | None]] = []
+    first_raw = True
+    for chunk in doc.chunks:
+        lines: list[str] | None = chunk.lines
+        if chunk.kind == "raw" and first_raw:
+            first_raw = False
+            lines = fixups.strip_jupyter_key(chunk.lines)
+        chunks.append((chunk.kind, lines))
+    prefix = None
+    if title_fixup:
+        prefix, changed = fixups.front_matter_title(chunks)
+        chunks = [(kind, changed.get(i, lines)) for i, (kind, lines) in enumerate(chunks)]
+    texts = {i: render_prose(lines, (inline or {}).get(i)) if lines is not None else ""
+             for i, (kind, lines) in enumerate(chunks) if kind != "code"}
+    return (render_prose(prefix) if prefix else ""), texts
+
+
 def render(doc: Document, outputs: dict[int, list[dict] | None], doc_options: dict | None = None,
-           stem: str | None = None, inline: dict[int, dict[str, dict]] | None = None) -> Rendered:
+           stem: str | None = None, inline: dict[int, dict[str, dict]] | None = None,
+           title_fixup: bool = True) -> Rendered:
     """Markdown for the whole document, given each code cell's outputs (None when not evaluated)."""
     doc_options = doc_options or {}
     stem = stem or doc.path.stem
     result = Rendered(markdown="")
-    parts: list[str] = []
+    prefix, prose = prose_texts(doc, inline, title_fixup)
+    parts: list[str] = [prefix]
     for outs in outputs.values():
         for out in outs or []:
             if out.get("output_type") in ("display_data", "execute_result"):
@@ -221,7 +249,7 @@ def render(doc: Document, outputs: dict[int, list[dict] | None], doc_options: di
                     result.has_html = True
     for number, chunk in enumerate(doc.chunks):
         if chunk.cell is None:
-            parts.append(render_prose(chunk.lines, (inline or {}).get(number)))
+            parts.append(prose[number])
         else:
             parts.append(render_cell(doc, chunk.cell, outputs.get(chunk.cell.index) or [], doc_options,
                                      stem, result.figures))

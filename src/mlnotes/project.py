@@ -124,6 +124,18 @@ def execute_options(root: Path, doc: Document, note: Path | None = None) -> dict
     return merged
 
 
+def title_fixup(root: Path) -> bool:
+    """Whether Quarto's fixupFrontMatter runs (jupyterToMarkdown): not for books, nor for a `default` project
+    with a top-level `title`; for websites, other projects and single files it does."""
+    if not (root / "_quarto.yml").is_file():
+        return True
+    config = _load_yaml(root / "_quarto.yml")
+    kind = (config.get("project") or {}).get("type") if isinstance(config.get("project"), dict) else None
+    if kind == "book":
+        return False
+    return not ("title" in config and kind in (None, "default"))
+
+
 def working_dir(root: Path, note: Path) -> Path:
     """Where a note's cells run: its own folder, or the project root with `project: execute-dir: project`."""
     config = _load_yaml(root / "_quarto.yml").get("project") or {}
