@@ -124,8 +124,8 @@ def links_yaml(root: Path, note: Path, settings: Repo) -> str:
     path = project.rel(root, nb)
     data = {
         "code-links": [
-            {"text": "Open in Colab", "icon": "google", "href": settings.colab(path)},
-            {"text": "Launch Binder", "icon": "journals", "href": settings.binder(path)},
+            {"text": "Open in Colab", "icon": "google", "href": settings.colab(path), "target": "_blank"},
+            {"text": "Launch Binder", "icon": "journals", "href": settings.binder(path), "target": "_blank"},
             {"text": "Download notebook", "icon": "download", "href": nb.name},
         ],
         # Quarto copies document resources into _site; files starting with "_" are not rendered, only copied.
