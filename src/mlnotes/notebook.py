@@ -20,6 +20,7 @@ Where things are (`_quarto.yml` has a `notebooks:` block; without it this module
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import subprocess
 import sys
@@ -107,13 +108,9 @@ def notebook_file(note: Path) -> Path:
     return note.parent / f"_{name}.ipynb"
 
 
-def shares_folder(root: Path, note: Path) -> bool:
-    """True when another rendered page lives in the note's folder (a folder `_metadata.yml` would apply to both)."""
-    return any(p.parent == note.parent and p != note for p in project.all_qmd(root))
-
-
-def links_file(root: Path, note: Path) -> Path:
-    if shares_folder(root, note):
+def links_file(note: Path, pages: list[Path]) -> Path:
+    """The folder's `_metadata.yml`, unless another rendered page in `pages` shares the folder (it would apply to both)."""
+    if any(p.parent == note.parent and p != note for p in pages):
         return notebook_file(note).with_suffix(".yml")
     return note.parent / "_metadata.yml"
 
@@ -134,9 +131,8 @@ def links_yaml(root: Path, note: Path, settings: Repo) -> str:
     return GENERATED + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000)
 
 
-def reads_links(root: Path, note: Path, doc: Document) -> bool:
-    """Whether Quarto merges the generated links file into this page's metadata."""
-    target = links_file(root, note)
+def reads_links(target: Path, doc: Document) -> bool:
+    """Whether Quarto merges the generated links file `target` into this page's metadata."""
     if target.name == "_metadata.yml":
         return True
     files = doc.front_matter.get("metadata-files") or []
@@ -267,11 +263,16 @@ def cell_outputs(piece: str, figures: Path) -> list[dict]:
 
 # ---------------------------------------------------------------- building the notebook
 
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    return metadata.packages_distributions()  # scans every installed distribution: once per process
+
+
 def _imports(doc: Document, record: dict) -> list[tuple[str, str, str]]:
     """(module, distribution, version the outputs were made with) for each third-party module the note imports."""
     from .freeze import imported_modules
 
-    dists = metadata.packages_distributions()
+    dists = _distributions()
     made_with = {k.lower(): v for k, v in (record.get("packages") or {}).items()}
     found = []
     for module in imported_modules(doc):
@@ -445,7 +446,8 @@ def expected(root: Path, docs: dict[Path, Document] | None = None) -> tuple[dict
         provenance = read_provenance(root)
     except (NotebookError, FrozenError) as e:
         return files, [str(e)]
-    for note in project.notes(root):
+    pages = project.all_qmd(root)
+    for note in [p for p in pages if project.has_python_cells(p)]:
         rel = project.rel(root, note)
         try:
             doc = (docs or {}).get(note) or parse_file(note, root, Path(rel))
@@ -459,11 +461,12 @@ def expected(root: Path, docs: dict[Path, Document] | None = None) -> tuple[dict
         except NotebookError as e:
             problems.append(str(e))
             continue
+        target = links_file(note, pages)
         files[project.rel(root, notebook_file(note))] = dumps(nb)
-        files[project.rel(root, links_file(root, note))] = links_yaml(root, note, settings)
-        if not reads_links(root, note, doc):
+        files[project.rel(root, target)] = links_yaml(root, note, settings)
+        if not reads_links(target, doc):
             problems.append(f"{rel}:{_front_matter_end(doc)}: Quarto does not read this page's notebook links; "
-                            f"add `metadata-files: [{links_file(root, note).name}]` to its front matter.")
+                            f"add `metadata-files: [{target.name}]` to its front matter.")
     return files, problems
 
 
