@@ -17,7 +17,8 @@ from nbclient import NotebookClient
 from conftest import ROOT, write
 from mlnotes import check, cli, notebook, project
 from mlnotes.execute import KERNEL_ENV
-from mlnotes.markdown import discardable, merge_streams
+from mlnotes.markdown import discardable, merge_streams, render_cell
+from mlnotes.qmd import parse_file
 
 NOTES = project.notes(ROOT)
 
@@ -85,6 +86,59 @@ def test_smallest_notebook_runs_from_a_clean_kernel_and_prints_what_the_page_sho
             compared += 1
     assert compared >= 1
     assert texts(executed.cells[1].outputs) == []  # the Colab setup cell does nothing here
+
+
+@pytest.mark.parametrize("note", NOTES, ids=lambda p: project.rel(ROOT, p))
+def test_outputs_read_back_from_the_frozen_page_write_it_again(note):
+    """Round trip: the writer, given the notebook's outputs, writes exactly the stored cell markdown (and figures),
+    so the notebook holds every output the page shows, nothing more."""
+    rel = project.rel(ROOT, note)
+    doc = parse_file(note, ROOT, Path(rel))
+    options = project.execute_options(ROOT, doc, note)
+    stored = json.loads(project.result_file(ROOT, note).read_text())["result"]["markdown"]
+    pieces = notebook.split_frozen(stored, doc, options)
+    nb = nbformat.read(notebook.notebook_file(note), as_version=4)
+    by_source = {c.source: c for c in nb.cells if c.cell_type == "code"}
+    figures: dict[str, bytes] = {}
+    for chunk, piece in zip(doc.chunks, pieces):
+        if chunk.cell is not None:
+            cell = by_source["\n".join(chunk.cell.option_lines + chunk.cell.code)]
+            outputs = [json.loads(json.dumps(o)) for o in cell.outputs]
+            written = render_cell(doc, chunk.cell, outputs, options, note.stem, figures)
+            assert written.strip("\n") == piece.strip("\n"), f"{rel}:{chunk.cell.line}"
+    for name, data in figures.items():
+        assert data == (project.figure_dir(ROOT, note) / name).read_bytes()
+
+
+FIXTURES = sorted(p for p in (ROOT.parent / "shared/quarto-freeze-fixtures").glob("*/") if p.is_dir())
+
+
+@pytest.mark.skipif(not FIXTURES, reason="the shared Quarto fixtures are not on this machine")
+def test_notebooks_can_be_made_from_results_real_quarto_wrote(tmp_path):
+    """Real Quarto results (1.3 to 1.8 era) read back: ANSI-escaped tracebacks, re-serialised front matter, blank
+    lines. A fixture whose source includes a file that was not kept cannot line up, and is skipped."""
+    made, errors = 0, []
+    for fixture in FIXTURES:
+        root = tmp_path / fixture.name
+        shutil.copytree(fixture, root)
+        write(root / "_quarto.yml", "project:\n  type: website\nnotebooks:\n  github: someone/site\n")
+        source = next(root.glob("*.qmd"))
+        doc = parse_file(source, root, Path(source.name))
+        stored = json.loads(project.result_file(root, source).read_text())
+        try:
+            nb = notebook.build(root, source, doc, stored, {}, notebook.repo(root))
+        except notebook.NotebookError:
+            includes = re.findall(r"^\{\{<\s*include\s+(\S+)\s*>\}\}", source.read_text(), re.M)
+            assert any(not (root / name).exists() for name in includes), fixture.name
+            continue
+        nbformat.validate(nb)
+        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+        streams = [o.text for o in outputs if o.output_type == "stream"]
+        assert all(text.strip() in stored["result"]["markdown"] for text in streams), fixture.name
+        errors += [o for o in outputs if o.output_type == "error"]
+        made += 1
+    assert made >= len(FIXTURES) - 1
+    assert errors and all(o.traceback and not any("<span" in line for line in o.traceback) for o in errors)
 
 
 # ---------------------------------------------------------------- links, as Quarto reads them

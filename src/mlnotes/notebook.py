@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import html
 import re
 import subprocess
 import sys
@@ -141,15 +142,24 @@ def reads_links(target: Path, doc: Document) -> bool:
 
 # ---------------------------------------------------------------- reading the frozen markdown back
 
-def _prose_pattern(text: str) -> re.Pattern:
-    """The stored text of a prose chunk: verbatim, except inline `{python}` expressions, which became values."""
+FRONT_MATTER = re.compile(r"---\n.*?\n---\n", re.S)
+
+
+def _prose_pattern(text: str, front_matter_lines: int = 0) -> re.Pattern:
+    """The stored text of a prose chunk: verbatim, except that inline `{python}` expressions became values, runs
+    of blank lines may differ and the front matter (its first lines) may have been re-serialised, as real Quarto does."""
+    head = ""
+    if front_matter_lines:
+        head = FRONT_MATTER.pattern
+        text = "\n".join(text.split("\n")[front_matter_lines:])
     parts, pos = [], 0
     for m in INLINE.finditer(text):
         parts.append(re.escape(text[pos:m.start()] + m.group(1)))
         parts.append("(.*?)")
         pos = m.end()
     parts.append(re.escape(text[pos:]))
-    return re.compile("".join(parts), re.S)
+    body = re.sub(r"(?:\\\n)+", lambda _: "\n+", "".join(parts))  # escaped newlines: any number of them
+    return re.compile("\n*" + head + "\n*" + body, re.S)
 
 
 def _div_end(lines: list[str], start: int) -> int:
@@ -176,24 +186,20 @@ def split_frozen(markdown: str, doc: Document, doc_options: dict) -> list[str]:
     pieces, pos = [], 0
     for chunk in doc.chunks:
         if chunk.cell is None:
-            m = _prose_pattern(render_prose(chunk.lines)).match(markdown, pos)
+            fm_lines = doc.front_matter_end if chunk.line == 1 else 0
+            m = _prose_pattern(render_prose(chunk.lines), fm_lines).match(markdown, pos)
             if not m:
                 raise ValueError(f"prose at line {chunk.line}")
             end = m.end()
-        else:
-            include = chunk.cell.options.get("include", doc_options.get("include", True))
-            if include is False:
-                end = pos + 1
-            elif markdown.startswith("::: {", pos):
-                lines = markdown[pos:].split("\n")
-                end = pos + sum(len(ln) + 1 for ln in lines[:_div_end(lines, 0)]) + 2
-            elif markdown.startswith("\n\n", pos):
-                end = pos + 2
-            else:
-                raise ValueError(f"cell at line {chunk.cell.line}")
+        else:  # a `.cell` div; nothing (include: false, or nothing shown), or asis output, which is not read back
+            start = pos + len(markdown[pos:]) - len(markdown[pos:].lstrip("\n"))
+            end = pos
+            if markdown.startswith("::: {", start):
+                lines = markdown[start:].split("\n")
+                end = start + sum(len(ln) + 1 for ln in lines[:_div_end(lines, 0)])
         pieces.append(markdown[pos:end])
         pos = end
-    if pos != len(markdown):
+    if markdown[pos:].strip("\n"):
         raise ValueError("text after the last chunk")
     return pieces
 
@@ -207,16 +213,32 @@ def _fenced(lines: list[str]) -> tuple[str, str]:
     return m.group(2).strip(), "\n".join(lines[1:end])
 
 
+def _blocks(body: list[str]) -> list[str]:
+    """The text of each fenced block in an output div; Quarto 1.7+'s `.ansi-escaped-output` HTML back to plain text."""
+    texts, i = [], 0
+    while i < len(body):
+        if body[i].startswith("```"):
+            info, text = _fenced(body[i:])
+            i += text.count("\n") + 3 if text else 2
+            if "{=html}" in info:
+                text = html.unescape(re.sub(r"<[^>]+>", "", text))
+            texts.append(text)
+        else:
+            i += 1
+    return texts
+
+
 def _output(header: str, body: list[str], figures: Path) -> dict:
     """One nbformat output from a `::: {.cell-output ...}` div of the frozen markdown."""
     while body and not body[0].strip():
         body = body[1:]
     if ".cell-output-stdout" in header or ".cell-output-stderr" in header:
         name = "stdout" if ".cell-output-stdout" in header else "stderr"
-        return nbformat.v4.new_output("stream", name=name, text=_fenced(body)[1] + "\n")
+        return nbformat.v4.new_output("stream", name=name, text=_blocks(body)[0].rstrip("\n") + "\n")
     if ".cell-output-error" in header:
-        text = _fenced(body)[1]
-        head, _, rest = text.partition("\n")
+        blocks = _blocks(body)
+        head, _, rest = blocks[0].partition("\n")
+        rest = "\n".join([rest] * bool(rest) + blocks[1:])  # 1.5+: the traceback, plain or as ANSI-escaped HTML
         ename, _, evalue = head.partition(": ")
         return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=rest.split("\n") if rest else [])
     data, meta = {}, {}
@@ -243,7 +265,7 @@ def _output(header: str, body: list[str], figures: Path) -> dict:
 
 def cell_outputs(piece: str, figures: Path) -> list[dict]:
     """The outputs shown in one code cell's stored markdown, in order."""
-    lines = piece.split("\n")
+    lines = piece.lstrip("\n").split("\n")
     if not lines[0].startswith("::: {"):
         return []
     lines = lines[1:_div_end(lines, 0) - 1]  # inside the cell div
@@ -300,7 +322,8 @@ def data_files(root: Path, note: Path, doc: Document) -> list[str]:
 
 def setup_cell(root: Path, note: Path, doc: Document, record: dict, settings: Repo) -> str:
     imports = _imports(doc, record)
-    made = ", ".join([f"Python {record['python']}"] * bool(record.get("python")) + [f"{d} {v}" for _, d, v in imports])
+    made = ", ".join([f"Python {record['python']}" for _ in [1] if record.get("python")]
+                     + [f"{d} {v}" for _, d, v in imports])
     lines = [
         "# Setup for Google Colab; anywhere else this cell does nothing.",
         f"# The outputs shown were made with {made or 'the pins in requirements.txt'} (requirements.txt).",
@@ -390,9 +413,9 @@ def build(root: Path, note: Path, doc: Document, stored: dict, record: dict, set
              nbformat.v4.new_code_cell(setup_cell(root, note, doc, record, settings), id=_cell_id(used, "mlnotes-colab-setup"))]
     for chunk, piece in zip(doc.chunks, pieces):
         if chunk.cell is None:
-            text = piece
+            text = piece.lstrip("\n")
             if chunk.line == 1 and doc.front_matter_end:  # the front matter: its title is the first heading
-                text = "\n".join(text.split("\n")[doc.front_matter_end:]).lstrip("\n")
+                text = FRONT_MATTER.sub("", text, count=1).lstrip("\n")
             if not text.strip():
                 continue
             text = _site_links(text.rstrip("\n"), rel, settings)
