@@ -194,7 +194,8 @@ def split_frozen(markdown: str, doc: Document, doc_options: dict) -> list[str]:
         else:  # a `.cell` div; nothing (include: false, or nothing shown), or asis output, which is not read back
             start = pos + len(markdown[pos:]) - len(markdown[pos:].lstrip("\n"))
             end = pos
-            if markdown.startswith("::: {", start):
+            shown = chunk.cell.options.get("include", doc_options.get("include", True)) is not False
+            if shown and markdown.startswith("::: {", start):
                 lines = markdown[start:].split("\n")
                 end = start + sum(len(ln) + 1 for ln in lines[:_div_end(lines, 0)])
         pieces.append(markdown[pos:end])
