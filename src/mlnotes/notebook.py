@@ -110,8 +110,9 @@ def notebook_file(note: Path) -> Path:
 
 
 def links_file(note: Path, pages: list[Path]) -> Path:
-    """The folder's `_metadata.yml`, unless another rendered page in `pages` shares the folder (it would apply to both)."""
-    if any(p.parent == note.parent and p != note for p in pages):
+    """The folder's `_metadata.yml`, unless another rendered page in `pages` is in the folder or below it (Quarto
+    would give it the same links)."""
+    if any(note.parent in p.parents and p != note for p in pages):
         return notebook_file(note).with_suffix(".yml")
     return note.parent / "_metadata.yml"
 
@@ -205,13 +206,13 @@ def split_frozen(markdown: str, doc: Document, doc_options: dict) -> list[str]:
     return pieces
 
 
-def _fenced(lines: list[str]) -> tuple[str, str]:
-    """(info string, text) of the fenced block that `lines` start with."""
+def _fenced(lines: list[str]) -> tuple[str, str, int]:
+    """(info string, text, number of lines) of the fenced block that `lines` start with."""
     m = re.match(r"^(`{3,})(.*)$", lines[0])
     if not m:
         raise ValueError("not a fenced block")
     end = next(i for i in range(1, len(lines)) if re.fullmatch(m.group(1) + r"\s*", lines[i]))
-    return m.group(2).strip(), "\n".join(lines[1:end])
+    return m.group(2).strip(), "\n".join(lines[1:end]), end + 1
 
 
 def _blocks(body: list[str]) -> list[str]:
@@ -219,8 +220,8 @@ def _blocks(body: list[str]) -> list[str]:
     texts, i = [], 0
     while i < len(body):
         if body[i].startswith("```"):
-            info, text = _fenced(body[i:])
-            i += text.count("\n") + 3 if text else 2
+            info, text, used = _fenced(body[i:])
+            i += used
             if "{=html}" in info:
                 text = html.unescape(re.sub(r"<[^>]+>", "", text))
             texts.append(text)
@@ -312,7 +313,7 @@ def data_files(root: Path, note: Path, doc: Document) -> list[str]:
     found = set()
     for cell in doc.cells:
         for literal in re.findall(r"""(?<![\w])["']([\w./-]+\.[A-Za-z0-9]+)["']""", "\n".join(cell.code)):
-            path = (note.parent / literal).resolve()
+            path = (project.working_dir(root, note) / literal).resolve()
             if not literal.startswith("/") and path.is_file():
                 try:
                     found.add(path.relative_to(root).as_posix())
@@ -346,7 +347,7 @@ def setup_cell(root: Path, note: Path, doc: Document, record: dict, settings: Re
     ]
     files = data_files(root, note, doc)
     if files:
-        folder = project.rel(root, note.parent)
+        folder = project.rel(root, project.working_dir(root, note))
         lines += [
             "",
             "    # The note reads files from the repository: fetch them into the same layout, work from the note's folder.",
