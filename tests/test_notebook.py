@@ -239,7 +239,7 @@ print("stdout line", data)
 warnings.warn("careful")
 ```
 
-The answer is `{python} answer` and [the other day](../2025-11-21/index.qmd) has more.
+The answer is `{python} answer` and [the other day](../2025-11-21/index.qmd) has more; @fig-line shows a line.
 
 ```{python}
 #| label: fig-line
@@ -313,6 +313,7 @@ def test_freeze_writes_a_faithful_notebook_for_every_kind_of_cell(frozen):
     md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert nb.cells[0].source.startswith("# Every kind of cell")
     assert "The answer is 42 and [the other day](https://someone.github.io/notes-fork/posts/2025-11-21/index.html)" in md
+    assert "@fig-line" not in md and "Figure 1 shows a line" in md  # cross-references as the page numbers them
     assert "title:" not in md  # the front matter is not a cell
     code = [c for c in nb.cells if c.cell_type == "code"]
     first = code[1]
@@ -323,6 +324,8 @@ def test_freeze_writes_a_faithful_notebook_for_every_kind_of_cell(frozen):
     assert png == (frozen / "_freeze/posts/2025-11-20/index/figure-html/fig-line-output-1.png").read_bytes()
     assert figure.outputs[0].metadata["image/png"]["width"] > 0
     assert figure.source.startswith("#| label: fig-line")
+    after = nb.cells[nb.cells.index(figure) + 1]
+    assert after.cell_type == "markdown" and after.source == "*Figure 1: A line*"  # the caption the page shows
     never = next(c for c in code if "never run" in c.source)
     assert never.outputs == [] and never.execution_count is None  # eval: false stays code, without outputs
     hidden = next(c for c in code if "hidden = answer + 1" in c.source)

@@ -382,6 +382,21 @@ def _site_links(text: str, note_rel: str, settings: Repo) -> str:
     return re.sub(r"(\[[^\]]*\])\((?![a-z][a-z0-9+.-]*:|/|#)([^)\s#]+\.qmd)(#[^)\s]*)?\)", absolute, text)
 
 
+def _figure_numbers(doc: Document) -> dict[str, int]:
+    """Quarto numbers figures in the order their labels appear: `fig-` cell labels and `{#fig-...}` ids in prose."""
+    labels: list[str] = []
+    for chunk in doc.chunks:
+        found = [chunk.cell.label] if chunk.cell and chunk.cell.label else re.findall(r"\{#(fig-[\w-]+)", "\n".join(chunk.lines))
+        labels += [lb for lb in found if lb and lb.startswith("fig-") and lb not in labels]
+    return {label: n for n, label in enumerate(labels, start=1)}
+
+
+def _cross_refs(text: str, numbers: dict[str, int]) -> str:
+    """`@fig-x` as the page shows it ("Figure 2"): Jupyter does not resolve Quarto cross-references."""
+    return re.sub(r"(?<![\w@/])@(fig-[\w-]*\w)",
+                  lambda m: f"Figure {numbers[m.group(1)]}" if m.group(1) in numbers else m.group(0), text)
+
+
 def _cell_id(used: set[str], wanted: str) -> str:
     base = re.sub(r"[^A-Za-z0-9_-]", "-", wanted)[:60] or "cell"
     cid, n = base, 1
@@ -402,6 +417,7 @@ def build(root: Path, note: Path, doc: Document, stored: dict, record: dict, set
         raise NotebookError(f"{rel}:1: the frozen result does not line up with the note ({e}); "
                             f"run: mlnotes freeze {rel}") from None
     figures = project.figure_dir(root, note)
+    figure_numbers = _figure_numbers(doc)
     used: set[str] = set()
     fm = doc.front_matter
     title = str(fm.get("title") or note.stem)
@@ -420,7 +436,7 @@ def build(root: Path, note: Path, doc: Document, stored: dict, record: dict, set
                 text = FRONT_MATTER.sub("", text, count=1).lstrip("\n")
             if not text.strip():
                 continue
-            text = _site_links(text.rstrip("\n"), rel, settings)
+            text = _cross_refs(_site_links(text.rstrip("\n"), rel, settings), figure_numbers)
             cells.append(nbformat.v4.new_markdown_cell(text, id=_cell_id(used, f"md-{chunk.line}")))
             continue
         cell = chunk.cell
@@ -440,6 +456,11 @@ def build(root: Path, note: Path, doc: Document, stored: dict, record: dict, set
         elif any(o.output_type == "error" for o in outputs):
             code.metadata["tags"] = ["raises-exception"]  # an error shown on purpose: JupyterLab's "Run all" goes on
         cells.append(code)
+        caption = cell.options.get("fig-cap")
+        if isinstance(caption, str) and any(k.startswith("image/") for o in outputs for k in o.get("data", {})):
+            number = figure_numbers.get(cell.label or "")
+            text = f"*Figure {number}: {caption.strip()}*" if number else f"*{caption.strip()}*"
+            cells.append(nbformat.v4.new_markdown_cell(text, id=_cell_id(used, f"caption-{cell.index}")))
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata = {
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
