@@ -141,6 +141,34 @@ def test_notebooks_can_be_made_from_results_real_quarto_wrote(tmp_path):
     assert errors and all(o.traceback and not any("<span" in line for line in o.traceback) for o in errors)
 
 
+def test_the_colab_cell_installs_what_is_missing_and_fetches_the_files_the_note_reads(tmp_path, monkeypatch):
+    """Run the environment page's first cell as Colab would (faked): it installs only the missing package at the
+    version the outputs were made with, downloads the files the note reads and moves into the note's folder."""
+    import importlib.util
+    import subprocess
+    import sys
+    import types
+    import urllib.request
+
+    nb = nbformat.read(ROOT / "notes/_environment.ipynb", as_version=4)
+    source = nb.cells[1].source.replace("'/content/", repr(str(tmp_path) + "/")[:-1])
+    installs, fetched = [], []
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "scipy" else real_find_spec(name))
+    monkeypatch.setattr(subprocess, "run", lambda cmd, check: installs.append(cmd[3:]))
+    monkeypatch.setattr(urllib.request, "urlretrieve", lambda url, dest: (
+        fetched.append(url), shutil.copy(ROOT / url.split("/main/", 1)[1], dest)))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(source, "colab-setup", "exec"), {})
+    pinned = dict(line.split("==") for line in (ROOT / "requirements.txt").read_text().splitlines()
+                  if "==" in line and not line.startswith("#"))
+    assert installs == [["install", "--quiet", f"scipy=={pinned['scipy']}"]]
+    assert sorted(u.rsplit("/", 1)[1] for u in fetched) == ["environment.yml", "requirements.txt"]
+    assert Path.cwd() == tmp_path / "ml-daily-notes/notes"
+    assert Path("../requirements.txt").read_text() == (ROOT / "requirements.txt").read_text()  # as the note reads it
+
+
 # ---------------------------------------------------------------- links, as Quarto reads them
 
 def expected_repo() -> tuple[str, str, str]:

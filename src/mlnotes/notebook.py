@@ -358,6 +358,7 @@ def setup_cell(root: Path, note: Path, doc: Document, record: dict, settings: Re
             f"    for path in {files!r}:",
             "        os.makedirs(os.path.dirname(os.path.join(checkout, path)), exist_ok=True)",
             f"        urllib.request.urlretrieve({settings.raw('')!r} + path, os.path.join(checkout, path))",
+            f"    os.makedirs(os.path.join(checkout, {folder!r}), exist_ok=True)",
             f"    os.chdir(os.path.join(checkout, {folder!r}))",
         ]
     return "\n".join(lines)
