@@ -211,7 +211,7 @@ def test_every_page_with_python_cells_has_colab_binder_and_download_links():
         by_text = {link["text"]: link["href"] for link in links}
         assert list(by_text) == ["Open in Colab", "Launch Binder", "Download notebook"]
         nb_path = note.parent / by_text["Download notebook"]
-        assert nb_path.is_file() and nb_path.name.startswith("_")  # Quarto never renders files starting with "_"
+        assert nb_path.is_file() and not project.is_rendered(nb_path.relative_to(ROOT))  # "_": never a page
         repo_path = nb_path.relative_to(ROOT).as_posix()
         assert by_text["Open in Colab"] == f"https://colab.research.google.com/github/{owner}/{name}/blob/{branch}/{repo_path}"
         assert by_text["Launch Binder"] == (f"https://mybinder.org/v2/gh/{owner}/{name}/{branch}?labpath="
