@@ -341,6 +341,7 @@ def setup_cell(root: Path, note: Path, doc: Document, record: dict, settings: Re
         "    missing = [f\"{d}=={v}\" for m, (d, v) in USED.items() if importlib.util.find_spec(m) is None]",
         "    if missing:  # install only what Colab lacks",
         '        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *missing], check=True)',
+        "        importlib.invalidate_caches()  # so this running kernel sees the new packages",
         "    for m, (d, v) in USED.items():",
         "        if importlib.metadata.version(d) != v:",
         '            print(f"{d} {importlib.metadata.version(d)} here, {v} on the page: digits may differ slightly")',
