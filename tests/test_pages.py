@@ -79,3 +79,28 @@ def test_stale_until_refreshed(tmp_path):
     note.write_text(note.read_text().replace("- Is this open?", "- Is this open?\n- A new question?"))
     assert pages.stale(site) == ["notes/questions.yml:1: generated page is out of date; run: mlnotes freeze",
                                  "notes/questions.qmd:1: generated page is out of date; run: mlnotes freeze"]
+
+
+def test_drafts_stay_out_of_the_generated_pages(tmp_path):
+    root = make_site(tmp_path)
+    write(root / "posts/2025-11-17/index.qmd", """
+        ---
+        title: "A draft"
+        date: 2025-11-17
+        draft: true
+        concepts: [svd]
+        answers: ["2025-11-15#q2"]
+        ---
+
+        ## Questions I still have
+
+        - A draft question?
+        """)
+    write(root / "_execution.json", '{"posts/2025-11-17/index.qmd": {"executed": "2025-11-17", "packages": {}}, '
+                                    '"posts/2025-11-16/index.qmd": {"executed": "2025-11-16", "packages": {}}}')
+    pages.refresh(root)
+    text = "".join((root / "notes" / name).read_text() for name in ("questions.yml", "roadmap.qmd", "execution.qmd"))
+    assert "A draft" not in text and "2025-11-17" not in text
+    assert "posts/2025-11-16/index.qmd" in (root / "notes/execution.qmd").read_text()
+    questions = yaml.safe_load((root / "notes/questions.yml").read_text())
+    assert {q["id"]: q["categories"] for q in questions}["2025-11-15#q2"] == ["open"]  # a draft answers nothing yet

@@ -1,5 +1,6 @@
 """The GitHub workflows are valid (actionlint) and publish with least privilege."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -43,3 +44,11 @@ def test_publish_uses_quarto_actions_with_least_privilege():
 def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / ".ci/run").read_text()
     assert "make test" in (ROOT / "README.md").read_text()
+
+
+def test_publish_pins_a_quarto_1_8_release():
+    """A new Quarto release cannot change the published site without a commit."""
+    wf = yaml.safe_load((ROOT / ".github/workflows/publish.yml").read_text())
+    setup = next(s for s in wf["jobs"]["build"]["steps"] if s.get("uses", "").startswith("quarto-dev/quarto-actions/setup"))
+    version = str(setup.get("with", {}).get("version", ""))
+    assert re.fullmatch(r"1\.8\.\d+", version), version

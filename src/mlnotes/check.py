@@ -15,7 +15,7 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from . import freeze, pages, project
+from . import freeze, notebook, pages, project
 from .qmd import Document, QmdError, parse_file, quarto_hash
 
 DAILY = re.compile(r"^posts/(\d{4}-\d{2}-\d{2})[^/]*/index\.qmd$")
@@ -254,6 +254,7 @@ def check(root: Path, lint_cells: bool = True) -> list[str]:
     problems += untracked_frozen(root)
     if pages.is_ml_notes(root):
         problems += pages.stale(root, parsed)
+    problems += notebook.stale(root, parsed)  # readers' notebooks and page links, when _quarto.yml enables them
     if lint_cells:
         problems += lint(root, docs)
     return problems

@@ -69,9 +69,32 @@ def cmd_freeze(args) -> int:
     if pages.is_ml_notes(root):
         for path in pages.refresh(root):
             print(f"updated   {path}")
+    notebook_problems = _refresh_notebooks(root)
     counts = {s: sum(r.status == s for r in reports) for s in ("fresh", "realigned", "executed", "failed")}
     print(", ".join(f"{n} {s}" for s, n in counts.items()) + f" in {time.perf_counter() - start:.1f}s")
-    return 1 if counts["failed"] else 0
+    return 1 if counts["failed"] or notebook_problems else 0
+
+
+def _refresh_notebooks(root: Path) -> list[str]:
+    """Readers' notebooks and their page links (see notebook.py); prints what changed, returns problems."""
+    from . import notebook
+
+    written, problems = notebook.refresh(root)
+    for path in written:
+        print(f"updated   {path}")
+    for problem in problems:
+        print(problem)
+    return problems
+
+
+def cmd_notebooks(args) -> int:
+    from . import notebook
+
+    root = _root(args)
+    if not notebook.enabled(root):
+        print("_quarto.yml has no `notebooks:` block, so this project has no readers' notebooks.", file=sys.stderr)
+        return 2
+    return 1 if _refresh_notebooks(root) else 0
 
 
 def cmd_check(args) -> int:
@@ -108,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace corrupt or merge-conflicted frozen results")
     p.add_argument("--prune", action="store_true", help="remove frozen results whose source was deleted or renamed")
     p.set_defaults(func=cmd_freeze)
+
+    p = sub.add_parser("notebooks", help="rewrite the readers' notebooks and page links from the frozen results")
+    p.add_argument("--project", help="the Quarto project folder (default: found from the current folder)")
+    p.set_defaults(func=cmd_notebooks, paths=[])
 
     p = sub.add_parser("check", help="report problems without executing anything (exit 1 if any)")
     p.add_argument("--project", help="the Quarto project folder (default: found from the current folder)")
