@@ -114,6 +114,7 @@ def test_orphan(project):
     ("categories: [daily, testing]", "categories: daily", "posts/2025-11-20/index.qmd:5: categories must be a list, e.g. [daily, probability]."),
     ("categories: [daily, testing]", "categories: [testing, daily]", "posts/2025-11-20/index.qmd:5: a daily note's categories start with 'daily'."),
     ("concepts: [gradients]", "concepts: gradients", "posts/2025-11-20/index.qmd:6: concepts must be a list, e.g. concepts: [a, b]."),
+    ("concepts: [gradients]", "concepts: [gradients]\nmentions: jacobians", "posts/2025-11-20/index.qmd:7: mentions must be a list, e.g. mentions: [a, b]."),
     ("[the other note](../2025-11-21/index.qmd)", "[gone](../2025-11-99/index.qmd)", "posts/2025-11-20/index.qmd:9: link to ../2025-11-99/index.qmd does not resolve to a file."),
     ("See @fig-line", "See @fig-nope", "posts/2025-11-20/index.qmd:9: cross-reference @fig-nope has no matching label in this note."),
     ("title: \"Daily", "title: [\"Daily", "posts/2025-11-20/index.qmd:3: the front matter is not valid YAML"),

@@ -103,4 +103,37 @@ def test_drafts_stay_out_of_the_generated_pages(tmp_path):
     assert "A draft" not in text and "2025-11-17" not in text
     assert "posts/2025-11-16/index.qmd" in (root / "notes/execution.qmd").read_text()
     questions = yaml.safe_load((root / "notes/questions.yml").read_text())
-    assert {q["id"]: q["categories"] for q in questions}["2025-11-15#q2"] == ["open"]  # a draft answers nothing yet
+    assert {q["id"]: q["categories"] for q in questions}["2025-11-15#q2"] == ["open"]  # a draft answers nothing yet\n\n\ndef test_parked_questions_show_their_reason(tmp_path):
+    site = make_site(tmp_path)
+    note = site / "posts/2025-11-16/index.qmd"
+    note.write_text(note.read_text().replace(
+        "- Is this open?", "- Is this open?\n- Worth chasing? *(Parked: off the roadmap for now.)*\n"
+                           "- Already answered? *(Parked: never mind.)*"))
+    site_answer = site / "posts/2025-11-17/index.qmd"
+    write(site_answer, """
+        ---
+        title: "Day three"
+        date: 2025-11-17
+        answers: ["2025-11-16#q3"]
+        ---
+        """)
+    items = {q["id"]: q for q in yaml.safe_load(pages.expected(site)["notes/questions.yml"])}
+    parked = items["2025-11-16#q2"]
+    assert (parked["title"], parked["categories"]) == ("Worth chasing?", ["parked"])
+    assert "Parked: off the roadmap for now." in parked["description"]
+    assert items["2025-11-16#q3"]["categories"] == ["answered"]  # a later answer wins over the parking
+    assert items["2025-11-16#q1"]["categories"] == ["open"]
+    assert "5 questions so far, 2 still open, 1 parked." in pages.expected(site)["notes/questions.qmd"]
+
+
+def test_roadmap_counts_only_checked_concepts(tmp_path):
+    site = make_site(tmp_path)
+    note = site / "posts/2025-11-16/index.qmd"
+    note.write_text(note.read_text().replace("concepts: [kl divergence]",
+                                             "concepts: [kl divergence]\nmentions: [Jacobians, gradients]"))
+    text = pages.expected(site)["notes/roadmap.qmd"]
+    assert "**4 of 19 concepts covered so far.** 1 more only mentioned." in text  # a mention is not coverage
+    assert "| ◐ | Jacobians | *mentioned only:* [2025-11-16](../posts/2025-11-16/index.qmd) |" in text
+    assert ("| ✅ | gradients → calc | [2025-11-15](../posts/2025-11-15/index.qmd); "
+            "*mentioned only:* [2025-11-16](../posts/2025-11-16/index.qmd) |") in text
+    assert "## 4. Fine-tuning LLMs (0/4 covered)" in text

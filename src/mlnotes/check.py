@@ -86,7 +86,7 @@ def check_front_matter(rel: str, doc: Document) -> list[str]:
             problems.append(f"{rel}:{key_line(doc, 'categories')}: categories must be a list, e.g. [daily, probability].")
         elif daily and cats[0] != "daily":
             problems.append(f"{rel}:{key_line(doc, 'categories')}: a daily note's categories start with 'daily'.")
-    for key in ("concepts", "answers"):
+    for key in ("concepts", "mentions", "answers"):
         if key in fm and not isinstance(fm[key], list):
             problems.append(f"{rel}:{key_line(doc, key)}: {key} must be a list, e.g. {key}: [a, b].")
     return problems
