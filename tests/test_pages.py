@@ -103,7 +103,10 @@ def test_drafts_stay_out_of_the_generated_pages(tmp_path):
     assert "A draft" not in text and "2025-11-17" not in text
     assert "posts/2025-11-16/index.qmd" in (root / "notes/execution.qmd").read_text()
     questions = yaml.safe_load((root / "notes/questions.yml").read_text())
-    assert {q["id"]: q["categories"] for q in questions}["2025-11-15#q2"] == ["open"]  # a draft answers nothing yet\n\n\ndef test_parked_questions_show_their_reason(tmp_path):
+    assert {q["id"]: q["categories"] for q in questions}["2025-11-15#q2"] == ["open"]  # a draft answers nothing yet
+
+
+def test_parked_questions_show_their_reason(tmp_path):
     site = make_site(tmp_path)
     note = site / "posts/2025-11-16/index.qmd"
     note.write_text(note.read_text().replace(
