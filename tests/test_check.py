@@ -124,6 +124,59 @@ def test_front_matter_and_link_rules(project, old, new, expected):
     assert any(p.startswith(expected) for p in problems), problems
 
 
+FIG_CELL = "```{python}\n#| label: fig-line\n"
+
+
+@pytest.mark.parametrize("edits, expected", [
+    # every figure needs alt text, a caption is not enough
+    ([('#| fig-alt: "A straight rising line"\n', "")],
+     "posts/2025-11-20/index.qmd:13: this figure has fig-cap but no fig-alt; every figure needs alt text"),
+    # a misspelt cell option, with the closest real one
+    ([(FIG_CELL, FIG_CELL + "#| echoo: false\n")],
+     "posts/2025-11-20/index.qmd:13: 'echoo' is not a Quarto cell option; did you mean 'echo'?"),
+    ([(FIG_CELL, FIG_CELL + "#| fig-alt-text: x\n")],
+     "posts/2025-11-20/index.qmd:13: 'fig-alt-text' is not a Quarto cell option; did you mean 'fig-alt'?"),
+    # answers: no such note, no such question, a question asked later
+    ([("concepts: [gradients]", 'concepts: [gradients]\nanswers: ["2025-11-19#q1"]')],
+     "posts/2025-11-20/index.qmd:7: answers '2025-11-19#q1', but there is no note posts/2025-11-19/index.qmd."),
+    ([("concepts: [gradients]", 'concepts: [gradients]\nanswers: ["2025-11-21#q2"]')],
+     "posts/2025-11-20/index.qmd:7: answers '2025-11-21#q2', but posts/2025-11-21/index.qmd has 1 question under"),
+    ([("concepts: [gradients]", 'concepts: [gradients]\nanswers: ["2025-11-21#q1"]')],
+     "posts/2025-11-20/index.qmd:7: answers '2025-11-21#q1', a question asked on or after this note's date."),
+    ([("concepts: [gradients]", 'concepts: [gradients]\nanswers: ["Nov 19, q1"]')],
+     "posts/2025-11-20/index.qmd:7: answers id 'Nov 19, q1' is not of the form YYYY-MM-DD#qN"),
+    # @fig- pointing at something that is not a figure
+    ([("See @fig-line", "See @fig-head"), (FIG_CELL, "## Head {#fig-head}\n\n" + FIG_CELL)],
+     "posts/2025-11-20/index.qmd:9: cross-reference @fig-head points at no figure: its label is not on a figure cell"),
+    ([(FIG_CELL, FIG_CELL + "#| eval: false\n")],
+     "posts/2025-11-20/index.qmd:9: cross-reference @fig-line points at no figure: the cell at line 11 shows no output"),
+    # reference-style links resolve like inline links
+    ([("[the other note](../2025-11-21/index.qmd)", "[the other note][other]")],
+     "posts/2025-11-20/index.qmd:9: reference link [the other note][other] has no definition"),
+    ([("[the other note](../2025-11-21/index.qmd)", "[the other note][]")],
+     "posts/2025-11-20/index.qmd:9: reference link [the other note][] has no definition"),
+    ([("[the other note](../2025-11-21/index.qmd).", "[the other note][Other].\n\n[other]: ../2025-11-99/index.qmd")],
+     "posts/2025-11-20/index.qmd:11: link to ../2025-11-99/index.qmd does not resolve to a file."),
+])
+def test_check_gaps(project, edits, expected):
+    write(project / "posts/2025-11-21/index.qmd", (project / "posts/2025-11-21/index.qmd").read_text()
+          + "\n## Questions I still have\n\n- Why?\n")
+    for old, new in edits:
+        edit(project, old, new)
+    problems = problems_for(project, lint_cells=False)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_reference_links_and_figure_references_that_resolve_are_not_reported(project):
+    edit(project, "[the other note](../2025-11-21/index.qmd).",
+         "[the other note][Other], $x[i][j]$, [a figure](#fig-line).\n\n[other]: ../2025-11-21/index.qmd")
+    edit(project, "See @fig-line", "See @fig-line, @fig-md and @fig-div")
+    edit(project, FIG_CELL, "![A picture](pic.png){#fig-md fig-alt='x'}\n\n::: {#fig-div}\nx\n:::\n\n" + FIG_CELL)
+    (project / "posts/2025-11-20/pic.png").write_bytes(b"")
+    assert problems_for(project, lint_cells=False) == [
+        "posts/2025-11-20/index.qmd:1: frozen result is stale (source changed); run: mlnotes freeze"]
+
+
 def test_figure_without_alt_text(project):
     path = edit(project, '#| fig-cap: "A line"\n#| fig-alt: "A straight rising line"\n', "")
     path.write_text(path.read_text().replace("See @fig-line and", "See"))

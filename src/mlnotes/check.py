@@ -7,6 +7,7 @@ cells, and the generated pages.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import subprocess
@@ -16,6 +17,7 @@ from datetime import date
 from pathlib import Path
 
 from . import freeze, pages, project
+from .pages import questions_in
 from .qmd import Document, QmdError, parse_file, quarto_hash
 
 DAILY = re.compile(r"^posts/(\d{4}-\d{2}-\d{2})[^/]*/index\.qmd$")
@@ -23,6 +25,29 @@ LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+)")
 XREF = re.compile(r"(?<![\w@/])@((?:fig|tbl)-[A-Za-z0-9_-]*[A-Za-z0-9_])")
 PIN = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)")
+REF_LINK = re.compile(r"(?<![\w\]!\\])\[([^\]]+)\]\[([^\]]*)\]")  # [text][ref] and [text][]
+REF_DEFINITION = re.compile(r"^ {0,3}\[([^\]^][^\]]*)\]:\s*(\S+)")  # [ref]: url (not [^footnote]:)
+ANSWER_ID = re.compile(r"^(\d{4}-\d{2}-\d{2}[^#/]*)#q(\d+)$")
+MATH = re.compile(r"\$\$.*?\$\$|\$[^$\s](?:[^$]*[^$\s])?\$")
+
+# Quarto's cell options, from its schema (src/resources/schema/cell-*.yml), plus the Jupyter cell metadata
+# keys Quarto accepts; `#|` keys outside this list are reported with the closest one.
+QUARTO_CELL_OPTIONS = frozenset("""
+    label classes renderings tags id export
+    cache cache-path cache-vars cache-globals cache-lazy cache-rebuild cache-comments dependson autodep
+    title padding expandable width height context content color
+    eval echo code-fold code-summary code-overflow code-line-numbers lst-label lst-cap tidy tidy-opts collapse
+    prompt highlight class-source attr-source
+    fig-width fig-height fig-cap fig-subcap fig-link fig-align fig-alt fig-env fig-pos fig-scap fig-format fig-dpi
+    fig-asp out-width out-height fig-keep fig-show out-extra external sanitize interval aniopts animation-hook
+    child file code purl
+    layout layout-ncol layout-nrow layout-align layout-valign
+    column fig-column tbl-column cap-location fig-cap-location tbl-cap-location
+    tbl-cap tbl-subcap tbl-colwidths html-table-processing
+    output warning error include panel output-location message results comment class-output attr-output
+    class-warning attr-warning class-message attr-message class-error attr-error
+    md-indent collapsed autoscroll deletable format name
+""".split())
 
 
 def pins(root: Path) -> dict[str, str]:
@@ -92,30 +117,124 @@ def check_front_matter(rel: str, doc: Document) -> list[str]:
     return problems
 
 
+def resolves(root: Path, note: Path, target: str) -> bool:
+    """Whether a link target (a URL, an anchor or a file relative to the note or the project) resolves."""
+    if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I) or target.startswith(("#", "{{")):
+        return True
+    path = target.split("#")[0].split("?")[0]
+    if not path:
+        return True
+    resolved = (root / path.lstrip("/")) if path.startswith("/") else (note.parent / path)
+    candidates = [resolved]
+    if resolved.suffix == ".html":
+        candidates += [resolved.with_suffix(".qmd"), resolved.with_suffix(".md"), resolved.with_suffix(".ipynb")]
+    if target.endswith("/"):
+        candidates += [resolved / "index.qmd", resolved / "index.md"]
+    if resolved.suffix == ".xml" and resolved.name == "index.xml":
+        return True  # the RSS feed is written by Quarto
+    return any(c.exists() for c in candidates)
+
+
+def reference_key(label: str) -> str:
+    """Pandoc matches reference labels case-insensitively, with runs of whitespace as one space."""
+    return " ".join(label.split()).lower()
+
+
+def figure_targets(doc: Document) -> set[str]:
+    """Ids `@fig-` may point at: figure cells that are evaluated and shown, markdown figures and figure divs."""
+    targets = set()
+    for cell in doc.cells:
+        label, opts = cell.label or "", cell.options
+        if label.startswith("fig-") and opts.get("eval") is not False and opts.get("output") is not False \
+                and opts.get("include") is not False:
+            targets.add(label)
+    targets.update(re.findall(r"!\[[^\]]*\]\([^)]*\)\{[^}]*#(fig-[\w-]+)", doc.text))  # ![cap](img){#fig-x}
+    targets.update(re.findall(r"^:::+\s*\{[^}]*#(fig-[\w-]+)", doc.text, re.M))  # ::: {#fig-x}
+    return targets
+
+
 def check_links(root: Path, rel: str, note: Path, doc: Document) -> list[str]:
     problems = []
     labels = {c.label for c in doc.cells if c.label}
     text_ids = set(re.findall(r"\{#((?:fig|tbl)-[\w-]+)", doc.text))
-    for lineno, line in prose_lines(doc):
+    figures = figure_targets(doc)
+    prose = prose_lines(doc)
+    definitions: dict[str, str] = {}
+    for lineno, line in prose:
+        if m := REF_DEFINITION.match(line):
+            definitions.setdefault(reference_key(m.group(1)), m.group(2).strip("<>"))
+            if not resolves(root, note, m.group(2).strip("<>")):
+                problems.append(f"{rel}:{lineno}: link to {m.group(2)} does not resolve to a file.")
+    for lineno, line in prose:
         for target in LINK.findall(line) + IMAGE_LINK.findall(line):
-            if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I) or target.startswith(("#", "{{")):
-                continue
-            path = target.split("#")[0].split("?")[0]
-            if not path:
-                continue
-            resolved = (root / path.lstrip("/")) if path.startswith("/") else (note.parent / path)
-            candidates = [resolved]
-            if resolved.suffix == ".html":
-                candidates += [resolved.with_suffix(".qmd"), resolved.with_suffix(".md"), resolved.with_suffix(".ipynb")]
-            if target.endswith("/"):
-                candidates += [resolved / "index.qmd", resolved / "index.md"]
-            if resolved.suffix == ".xml" and resolved.name == "index.xml":
-                continue  # the RSS feed is written by Quarto
-            if not any(c.exists() for c in candidates):
+            if not resolves(root, note, target):
                 problems.append(f"{rel}:{lineno}: link to {target} does not resolve to a file.")
+        for text, ref in REF_LINK.findall(MATH.sub("", line)):
+            if reference_key(ref or text) not in definitions:
+                problems.append(f"{rel}:{lineno}: reference link [{text}][{ref}] has no definition "
+                                f"(add a line '[{ref or text}]: url').")
         for ref in XREF.findall(line):
             if ref not in labels and ref not in text_ids:
                 problems.append(f"{rel}:{lineno}: cross-reference @{ref} has no matching label in this note.")
+            elif ref.startswith("fig-") and ref not in figures:
+                cell = next((c for c in doc.cells if c.label == ref), None)
+                why = (f"the cell at line {cell.line} shows no output (eval, output or include is false)" if cell
+                       else "its label is not on a figure cell, a markdown figure or a figure div")
+                problems.append(f"{rel}:{lineno}: cross-reference @{ref} points at no figure: {why}.")
+    return problems
+
+
+def option_line(doc: Document, cell, key: str) -> int:
+    """The .qmd line of a cell's `#| key:` option (the cell's line when it cannot be found)."""
+    lines = doc.text.splitlines()
+    for i in range(cell.line, min(cell.code_line, len(lines))):
+        if re.match(rf"^\s*#\s*\|\s*{re.escape(key)}\s*:", lines[i]):
+            return i + 1
+    return cell.line
+
+
+def check_cell_options(rel: str, doc: Document) -> list[str]:
+    """Misspelt options (named with the closest real one) and figures with a caption but no alt text."""
+    problems = []
+    for cell in doc.cells:
+        for key in cell.options:
+            if str(key) in QUARTO_CELL_OPTIONS:
+                continue
+            close = difflib.get_close_matches(str(key), sorted(QUARTO_CELL_OPTIONS), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else "."
+            problems.append(f"{rel}:{option_line(doc, cell, str(key))}: '{key}' is not a Quarto cell option{hint}")
+        if cell.options.get("fig-cap") and not cell.options.get("fig-alt"):
+            problems.append(f"{rel}:{option_line(doc, cell, 'fig-cap')}: this figure has fig-cap but no fig-alt; "
+                            "every figure needs alt text (add '#| fig-alt: ...').")
+    return problems
+
+
+def check_answers(root: Path, rel: str, doc: Document, questions: dict[str, list[str]]) -> list[str]:
+    """`answers:` ids name an existing daily note and one of its questions, asked before this note."""
+    answers = doc.front_matter.get("answers")
+    if not isinstance(answers, list):
+        return []
+    problems = []
+    line = key_line(doc, "answers")
+    daily = DAILY.match(rel)
+    for qid in map(str, answers):
+        m = ANSWER_ID.match(qid)
+        if not m:
+            problems.append(f"{rel}:{line}: answers id '{qid}' is not of the form YYYY-MM-DD#qN (a note's folder, "
+                            "#q, the question's number).")
+            continue
+        folder, number = m.group(1), int(m.group(2))
+        if folder not in questions:
+            if not (root / "posts" / folder / "index.qmd").is_file():
+                problems.append(f"{rel}:{line}: answers '{qid}', but there is no note posts/{folder}/index.qmd.")
+                continue
+            questions[folder] = questions_in((root / "posts" / folder / "index.qmd").read_text(encoding="utf-8"))
+        asked = questions[folder]
+        if not 1 <= number <= len(asked):
+            problems.append(f"{rel}:{line}: answers '{qid}', but posts/{folder}/index.qmd has "
+                            f"{len(asked)} question{'s' if len(asked) != 1 else ''} under 'Questions I still have'.")
+        elif daily and folder[:10] >= daily.group(1):
+            problems.append(f"{rel}:{line}: answers '{qid}', a question asked on or after this note's date.")
     return problems
 
 
@@ -232,6 +351,7 @@ def check(root: Path, lint_cells: bool = True) -> list[str]:
         provenance = {}
     pinned = pins(root)
     docs: dict[str, Document] = {}  # executable notes, for the lint
+    questions: dict[str, list[str]] = {}  # a daily note's folder -> its questions, for `answers:`
     parsed: dict[Path, Document] = {}  # every document, for the generated pages
     for path in project.all_qmd(root):
         rel = project.rel(root, path)
@@ -243,11 +363,16 @@ def check(root: Path, lint_cells: bool = True) -> list[str]:
         parsed[path] = doc
         problems += check_front_matter(rel, doc)
         problems += check_links(root, rel, path, doc)
+        problems += check_cell_options(rel, doc)
+        if DAILY.match(rel):
+            questions[path.parent.name] = questions_in(doc.text)
         if doc.cells:  # a document Quarto executes and freezes
             frozen_problems, stored = check_frozen(root, rel, path, doc, provenance, pinned)
             problems += frozen_problems
             problems += check_figures(rel, doc, stored)
             docs[rel] = doc
+    for path, doc in parsed.items():
+        problems += check_answers(root, project.rel(root, path), doc, questions)
     for base in freeze.orphans(root):
         rel = project.rel(root, base / "execute-results" / "html.json")
         problems.append(f"{rel}:1: orphaned frozen result (its source is gone); run: mlnotes freeze --prune")
