@@ -213,3 +213,11 @@ def test_check_is_fast_on_this_project():
     start = time.perf_counter()
     check.check(ROOT)
     assert time.perf_counter() - start < 5
+
+
+def test_messages_use_project_relative_paths(project):
+    (project / "_freeze/posts/2025-11-20/index/execute-results/html.json").write_text("{ not json")
+    problems = problems_for(project, lint_cells=False)
+    assert "posts/2025-11-20/index.qmd:1: _freeze/posts/2025-11-20/index/execute-results/html.json is not valid JSON " \
+           "(corrupt frozen result); rerun with --force to replace it." in problems
+    assert not any(str(project) in p for p in problems), problems

@@ -112,3 +112,25 @@ def test_includes_are_expanded(tmp_path: Path):
     doc = parse("Intro\n\n{{< include _part.qmd >}}\n", "n.qmd", base_dir=tmp_path)
     assert doc.cells[0].code == ["x = 41"]
     assert doc.cells[0].line == 3  # reported at the include
+
+
+@pytest.mark.parametrize("text, expected", [
+    # an unclosed bracket or quote is reported where it opens, not where the parser gave up
+    ("---\ntitle: x\ncategories: [daily\ndescription: y\n---\n", "n.qmd:3: the front matter is not valid YAML"),
+    ("---\ntitle: \"x\ndescription: y\n---\n",
+     "n.qmd:2: the front matter is not valid YAML (a quoted value opened on this line is never closed)."),
+    ("---\ntitle: x\ndate: 2025-11-20\n  bad: 1\n---\n", "n.qmd:4: the front matter is not valid YAML"),
+    # cell options: the line of the bad option, counting blank lines before the options
+    ("text\n\n```{python}\n#| label: a\n#| fig-cap: [oops\n#| echo: false\nx = 1\n```\n",
+     "n.qmd:5: the cell options ('#|' lines) are not valid YAML"),
+    ("```{python}\n\n\n#| label: a\n#| fig-cap: \"a: b\n#| echo: false\nx = 1\n```\n",
+     "n.qmd:5: the cell options ('#|' lines) are not valid YAML (a quoted value opened on this line is never closed)."),
+    ("```{python}\n#| label: a\n#| fig-cap: A: B\nx = 1\n```\n", "n.qmd:3: the cell options ('#|' lines) are not valid YAML"),
+    # a tab after #| is named
+    ("text\n\n```{python}\n#| label: a\n#|\techo: false\nx = 1\n```\n",
+     "n.qmd:5: a tab follows '#|'; cell options need a space there"),
+])
+def test_yaml_errors_point_at_the_right_line(text, expected):
+    with pytest.raises(QmdError) as e:
+        parse(text, "n.qmd")
+    assert str(e.value).startswith(expected), str(e.value)

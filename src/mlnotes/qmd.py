@@ -44,6 +44,21 @@ class QmdError(Exception):
     """A document that cannot be parsed; the message is one plain sentence with path and line."""
 
 
+def yaml_error_line(error: yaml.YAMLError) -> int:
+    """The 0-based line of a YAML error in the text parsed: where an unclosed bracket or quote was opened
+    (PyYAML's context mark), else where the parser noticed the problem."""
+    context = getattr(error, "context", None) or ""
+    mark = getattr(error, "context_mark", None) if ("flow" in context or "quoted" in context) else None
+    mark = mark or getattr(error, "problem_mark", None)
+    return mark.line if mark else 0
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    if "quoted" in (getattr(error, "context", None) or ""):
+        return "a quoted value opened on this line is never closed"
+    return getattr(error, "problem", None) or "invalid YAML"
+
+
 @dataclass
 class Cell:
     """One executable Python cell."""
@@ -125,9 +140,8 @@ def parse_front_matter(text: str, path: Path | str = "<string>") -> tuple[dict, 
             try:
                 data = load_yaml("\n".join(lines[1:i]))
             except yaml.YAMLError as e:
-                mark = getattr(e, "problem_mark", None)
-                line = (mark.line + 2) if mark else 1
-                problem = getattr(e, "problem", None) or "invalid YAML"
+                line = min(yaml_error_line(e) + 2, i)
+                problem = yaml_problem(e)
                 raise QmdError(f"{path}:{line}: the front matter is not valid YAML ({problem}).") from None
             if data is None:
                 data = {}
@@ -138,19 +152,24 @@ def parse_front_matter(text: str, path: Path | str = "<string>") -> tuple[dict, 
 
 
 def _parse_options(option_lines: list[str], path, line: int) -> dict:
+    """The `#|` options of a cell whose first option line is `line` of the .qmd."""
     if not option_lines:
         return {}
+    for k, option in enumerate(option_lines):
+        if re.match(r"^#\s*\|\t", option):
+            raise QmdError(f"{path}:{line + k}: a tab follows '#|'; cell options need a space there "
+                           f"('#| key: value'), as YAML does not allow a tab.")
     body = "\n".join(OPTION_LINE.sub("", ln, count=1) for ln in option_lines)
     try:
         data = load_yaml(body)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = line + 1 + (mark.line if mark else 0)
-        raise QmdError(f"{path}:{at}: the cell options ('#|' lines) are not valid YAML.") from None
+        at = line + min(yaml_error_line(e), len(option_lines) - 1)
+        problem = yaml_problem(e)
+        raise QmdError(f"{path}:{at}: the cell options ('#|' lines) are not valid YAML ({problem}).") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise QmdError(f"{path}:{line + 1}: the cell options ('#|' lines) must be 'key: value' pairs.")
+        raise QmdError(f"{path}:{line}: the cell options ('#|' lines) must be 'key: value' pairs.")
     return data
 
 
@@ -221,7 +240,7 @@ def parse(text: str, path: Path | str = "<string>", base_dir: Path | None = None
         while n_opts < len(body) and OPTION_LINE.match(body[n_opts]):
             n_opts += 1
         option_lines = body[:n_opts]
-        options = _parse_options(option_lines, path, cell_start)
+        options = _parse_options(option_lines, path, nums[0])
         code_index += 1
         code = body[n_opts:]
         cell = Cell(
