@@ -116,7 +116,7 @@ def test_orphan(project):
     ("concepts: [gradients]", "concepts: gradients", "posts/2025-11-20/index.qmd:6: concepts must be a list, e.g. concepts: [a, b]."),
     ("[the other note](../2025-11-21/index.qmd)", "[gone](../2025-11-99/index.qmd)", "posts/2025-11-20/index.qmd:9: link to ../2025-11-99/index.qmd does not resolve to a file."),
     ("See @fig-line", "See @fig-nope", "posts/2025-11-20/index.qmd:9: cross-reference @fig-nope has no matching label in this note."),
-    ("title: \"Daily", "title: [\"Daily", "posts/2025-11-20/index.qmd:3: the front matter is not valid YAML"),
+    ("title: \"Daily", "title: [\"Daily", "posts/2025-11-20/index.qmd:2: the front matter is not valid YAML"),  # where [ opens
 ])
 def test_front_matter_and_link_rules(project, old, new, expected):
     edit(project, old, new)
@@ -221,3 +221,27 @@ def test_messages_use_project_relative_paths(project):
     assert "posts/2025-11-20/index.qmd:1: _freeze/posts/2025-11-20/index/execute-results/html.json is not valid JSON " \
            "(corrupt frozen result); rerun with --force to replace it." in problems
     assert not any(str(project) in p for p in problems), problems
+
+
+def test_lint_findings_are_cached_by_code_and_configuration(project, monkeypatch):
+    path = edit(project, "import matplotlib.pyplot as plt\n", "import matplotlib.pyplot as plt\nimport os\n")
+    finding = "posts/2025-11-20/index.qmd:16: ruff F401: `os` imported but unused"
+    assert finding in check.lint(project, {"posts/2025-11-20/index.qmd": check.parse_file(path)})
+    assert (project / ".mlnotes-cache/lint.json").is_file()
+    # nothing changed: the findings come from the cache, ruff does not run
+    monkeypatch.setattr(check, "_run_ruff", lambda *a: pytest.fail("ruff ran although nothing changed"))
+    docs = {"posts/2025-11-20/index.qmd": check.parse_file(path)}
+    assert finding in check.lint(project, docs)
+    # prose moved the code down: same code, same cache entry, new .qmd line
+    path.write_text(path.read_text().replace("See @fig-line", "A new line.\n\nSee @fig-line"))
+    docs = {"posts/2025-11-20/index.qmd": check.parse_file(path)}
+    assert finding.replace(":16:", ":18:") in check.lint(project, docs)
+    monkeypatch.undo()
+    # a changed configuration is a new key: ruff runs again and the finding goes
+    write(project / "pyproject.toml", '[tool.ruff.lint]\nselect = ["E", "F"]\nignore = ["E402", "F401"]\n')
+    assert check.lint(project, docs) == []
+    # so does changed code
+    write(project / "pyproject.toml", '[tool.ruff.lint]\nselect = ["E", "F"]\nignore = ["E402"]\n')
+    path.write_text(path.read_text().replace("import os\n", "import sys\n"))
+    docs = {"posts/2025-11-20/index.qmd": check.parse_file(path)}
+    assert check.lint(project, docs) == ["posts/2025-11-20/index.qmd:18: ruff F401: `sys` imported but unused"]

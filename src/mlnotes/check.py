@@ -7,7 +7,7 @@ cells, and the generated pages.
 
 from __future__ import annotations
 
-import difflib
+import hashlib
 import json
 import re
 import subprocess
@@ -17,7 +17,6 @@ from datetime import date
 from pathlib import Path
 
 from . import freeze, pages, project
-from .pages import questions_in
 from .qmd import Document, QmdError, parse_file, quarto_hash
 
 DAILY = re.compile(r"^posts/(\d{4}-\d{2}-\d{2})[^/]*/index\.qmd$")
@@ -200,6 +199,8 @@ def check_cell_options(rel: str, doc: Document) -> list[str]:
         for key in cell.options:
             if str(key) in QUARTO_CELL_OPTIONS:
                 continue
+            import difflib  # only for a misspelt option
+
             close = difflib.get_close_matches(str(key), sorted(QUARTO_CELL_OPTIONS), n=1, cutoff=0.6)
             hint = f"; did you mean '{close[0]}'?" if close else "."
             problems.append(f"{rel}:{option_line(doc, cell, str(key))}: '{key}' is not a Quarto cell option{hint}")
@@ -228,7 +229,7 @@ def check_answers(root: Path, rel: str, doc: Document, questions: dict[str, list
             if not (root / "posts" / folder / "index.qmd").is_file():
                 problems.append(f"{rel}:{line}: answers '{qid}', but there is no note posts/{folder}/index.qmd.")
                 continue
-            questions[folder] = questions_in((root / "posts" / folder / "index.qmd").read_text(encoding="utf-8"))
+            questions[folder] = pages.questions_in((root / "posts" / folder / "index.qmd").read_text(encoding="utf-8"))
         asked = questions[folder]
         if not 1 <= number <= len(asked):
             problems.append(f"{rel}:{line}: answers '{qid}', but posts/{folder}/index.qmd has "
@@ -305,40 +306,92 @@ def untracked_frozen(root: Path) -> list[str]:
     return [f"{p}:1: frozen file is not tracked by git; run: git add _freeze" for p in out.splitlines() if p]
 
 
+LINT_CACHE = Path(".mlnotes-cache") / "lint.json"  # ignored by git; findings by note code, see lint()
+
+
+def lint_source(doc: Document) -> tuple[str, list[int]]:
+    """A note's cells concatenated in order (a notebook's view) as Python, and the .qmd line of each line."""
+    lines, numbers = [], []
+    for cell in doc.cells:
+        for j, code in enumerate(cell.code):
+            lines.append("pass  # magic" if code.lstrip().startswith(("%", "!")) else code)
+            numbers.append(cell.code_line + j)
+        lines.append("")
+        numbers.append(cell.code_line + len(cell.code))
+    return "\n".join(lines) + "\n", numbers
+
+
+def _ruff_config(root: Path) -> Path | None:
+    for name in ("ruff.toml", "pyproject.toml"):
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def _run_ruff(ruff: Path, config: Path | None, sources: dict[str, str]) -> dict[str, list] | str:
+    """Findings [row, code, message] for each source (by key), or the error when ruff could not run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        names = {}
+        for i, (key, text) in enumerate(sources.items()):
+            names[f"note_{i}.py"] = key
+            (Path(tmp) / f"note_{i}.py").write_text(text, encoding="utf-8")
+        cmd = [str(ruff), "check", "--output-format", "json", "--no-cache", "--exit-zero"]
+        if config:
+            cmd += ["--config", str(config)]
+        out = subprocess.run(cmd + [tmp], capture_output=True, text=True)
+    try:
+        findings = json.loads(out.stdout or "[]")
+    except json.JSONDecodeError:
+        return out.stderr.strip()[:200]
+    found: dict[str, list] = {key: [] for key in sources}
+    for f in findings:
+        found[names[Path(f["filename"]).name]].append([f["location"]["row"], f["code"], f["message"]])
+    return found
+
+
 def lint(root: Path, docs: dict[str, Document]) -> list[str]:
-    """Ruff over each note's cells, concatenated in order (a notebook's view), mapped back to .qmd lines."""
+    """Ruff over each note's cells, mapped back to .qmd lines.
+
+    Findings are cached in `.mlnotes-cache/lint.json` by the SHA-256 of the Python ruff sees, under a key made
+    of ruff's binary (path, size, modification time) and the configuration's text: ruff runs only on notes
+    whose code changed since the last check, and not at all when none did.
+    """
     if not docs:
         return []
     ruff = Path(sys.executable).parent / "ruff"
     if not ruff.exists():
         return []
-    problems = []
-    with tempfile.TemporaryDirectory() as tmp:
-        line_maps: dict[str, tuple[str, list[int]]] = {}
-        for i, (rel, doc) in enumerate(docs.items()):
-            lines, numbers = [], []
-            for cell in doc.cells:
-                for j, code in enumerate(cell.code):
-                    lines.append("pass  # magic" if code.lstrip().startswith(("%", "!")) else code)
-                    numbers.append(cell.code_line + j)
-                lines.append("")
-                numbers.append(cell.code_line + len(cell.code))
-            name = f"note_{i}.py"
-            (Path(tmp) / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
-            line_maps[name] = (rel, numbers)
-        cmd = [str(ruff), "check", "--output-format", "json", "--no-cache", "--exit-zero"]
-        if (root / "pyproject.toml").is_file() or (root / "ruff.toml").is_file():
-            cmd += ["--config", str(root / ("ruff.toml" if (root / "ruff.toml").is_file() else "pyproject.toml"))]
-        out = subprocess.run(cmd + [tmp], capture_output=True, text=True)
+    config = _ruff_config(root)
+    stat = ruff.stat()
+    setting = hashlib.sha256(f"{ruff}|{stat.st_size}|{stat.st_mtime_ns}|".encode()
+                             + (config.read_bytes() if config else b"")).hexdigest()
+    cache_path = root / LINT_CACHE
+    try:
+        cache = json.loads(cache_path.read_text(encoding="utf-8"))
+        known = cache["notes"] if cache.get("setting") == setting else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        known = {}
+    sources = {rel: lint_source(doc) for rel, doc in docs.items()}
+    keys = {rel: hashlib.sha256(text.encode("utf-8")).hexdigest() for rel, (text, _) in sources.items()}
+    missing = {keys[rel]: text for rel, (text, _) in sources.items() if keys[rel] not in known}
+    if missing:
+        found = _run_ruff(ruff, config, missing)
+        if isinstance(found, str):
+            return [f"ruff:1: could not run ruff ({found})"]
+        known = {**known, **found}
+    used = {key: known[key] for key in keys.values()}
+    if missing or len(used) != len(known):
+        from . import fsutil
+
         try:
-            findings = json.loads(out.stdout or "[]")
-        except json.JSONDecodeError:
-            return [f"ruff:1: could not run ruff ({out.stderr.strip()[:200]})"]
-        for f in findings:
-            rel, numbers = line_maps[Path(f["filename"]).name]
-            row = f["location"]["row"]
+            fsutil.write_text(cache_path, json.dumps({"setting": setting, "notes": used}))
+        except OSError:
+            pass  # a read-only checkout: lint without the cache
+    problems = []
+    for rel, (_, numbers) in sources.items():
+        for row, code, message in used[keys[rel]]:
             line = numbers[row - 1] if 0 < row <= len(numbers) else 1
-            problems.append(f"{rel}:{line}: ruff {f['code']}: {f['message']}")
+            problems.append(f"{rel}:{line}: ruff {code}: {message}")
     return problems
 
 
@@ -361,11 +414,11 @@ def check(root: Path, lint_cells: bool = True) -> list[str]:
             problems.append(str(e))
             continue
         parsed[path] = doc
-        problems += check_front_matter(rel, doc)
-        problems += check_links(root, rel, path, doc)
         problems += check_cell_options(rel, doc)
         if DAILY.match(rel):
-            questions[path.parent.name] = questions_in(doc.text)
+            questions[path.parent.name] = pages.questions_in(doc.text)
+        problems += check_front_matter(rel, doc)
+        problems += check_links(root, rel, path, doc)
         if doc.cells:  # a document Quarto executes and freezes
             frozen_problems, stored = check_frozen(root, rel, path, doc, provenance, pinned)
             problems += frozen_problems

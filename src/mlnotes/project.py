@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
@@ -41,11 +42,12 @@ def all_qmd(root: Path) -> list[Path]:
     """The .qmd files Quarto renders: not hidden, not `_`-prefixed, not README, not in an excluded folder."""
     excluded = excluded_dirs(root)
     found = []
-    for path in sorted(root.rglob("*.qmd")):
-        rel = path.relative_to(root)
-        if is_rendered(rel) and rel.name != "README.qmd" and not excluded & set(rel.parts[:-1]):
-            found.append(path)
-    return found
+    for folder, dirs, files in os.walk(root):
+        # prune ignored folders (.venv, _freeze, ...) instead of walking them
+        dirs[:] = [d for d in dirs if is_rendered(Path(d)) and d not in excluded]
+        found += [Path(folder, name) for name in files
+                  if name.endswith(".qmd") and name != "README.qmd" and is_rendered(Path(name))]
+    return sorted(found)
 
 
 def has_python_cells(path: Path) -> bool:
@@ -133,8 +135,10 @@ def working_dir(root: Path, note: Path) -> Path:
 
 def freeze_dir(root: Path, note: Path) -> Path:
     """`_freeze/<path without extension>`, as Quarto's freezer lays it out."""
-    rel = note.resolve().relative_to(root).with_suffix("")
-    return root / "_freeze" / rel
+    relative = Path(rel(root, note))
+    if relative.is_absolute():
+        raise ValueError(f"{note} is not inside the project at {root}.")
+    return root / "_freeze" / relative.with_suffix("")
 
 
 def result_file(root: Path, note: Path) -> Path:
@@ -146,6 +150,12 @@ def figure_dir(root: Path, note: Path) -> Path:
 
 
 def rel(root: Path, path: Path) -> str:
+    """`path` relative to the project root, in posix form (as messages and records show it)."""
+    if path.is_absolute() and ".." not in path.parts:  # the usual case, without resolve()'s system calls
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            pass
     try:
         return path.resolve().relative_to(root).as_posix()
     except ValueError:

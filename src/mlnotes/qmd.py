@@ -193,6 +193,8 @@ def _expand_includes(text: str, base_dir: Path | None, root: Path | None, depth:
     lines = re.split(r"\r?\n", text)
     if lines and lines[-1] == "":
         lines.pop()  # a final newline does not start an empty line
+    if base_dir is None or "{{<" not in text:  # nothing to expand (the common case, without a regex per line)
+        return list(zip(lines, range(1, len(lines) + 1)))
     out: list[tuple[str, int]] = []
     for i, line in enumerate(lines, start=1):
         m = INCLUDE.match(line) if base_dir is not None and depth < 10 else None
@@ -259,8 +261,8 @@ def parse(text: str, path: Path | str = "<string>", base_dir: Path | None = None
     cell_start, indent = 0, ""
     for i, line in enumerate(lines):
         lineno = numbered[i][1]
-        next_blank = i + 1 < len(lines) and lines[i + 1].strip() == ""
-        if YAML_DELIMITER.match(line) and not in_cell and not in_code and not next_blank:
+        if line.startswith("---") and YAML_DELIMITER.match(line) and not in_cell and not in_code \
+                and not (i + 1 < len(lines) and lines[i + 1].strip() == ""):
             # Quarto 1.5+: a `---` followed by a blank line is not a delimiter (quarto-cli #8998).
             if in_yaml:
                 buffer.append(line)
@@ -272,7 +274,7 @@ def parse(text: str, path: Path | str = "<string>", base_dir: Path | None = None
                 buffer.append(line)
                 numbers.append(lineno)
                 in_yaml = True
-        elif not in_cell and (m := CELL_START.match(line)):
+        elif not in_cell and "```" in line and (m := CELL_START.match(line)):
             flush("markdown")
             in_cell = True
             indent, ticks = m.group(1), m.group(2)
@@ -282,7 +284,7 @@ def parse(text: str, path: Path | str = "<string>", base_dir: Path | None = None
             in_cell = False
             flush("code", cell_start, indent)
         else:
-            if not in_cell and ANY_FENCE.match(line):
+            if not in_cell and "```" in line and ANY_FENCE.match(line):
                 in_code = True  # as in Quarto, any other fence turns YAML delimiters off for the rest
             buffer.append(line)
             numbers.append(lineno)
