@@ -24,29 +24,6 @@ LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+)")
 XREF = re.compile(r"(?<![\w@/])@((?:fig|tbl)-[A-Za-z0-9_-]*[A-Za-z0-9_])")
 PIN = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)")
-REF_LINK = re.compile(r"(?<![\w\]!\\])\[([^\]]+)\]\[([^\]]*)\]")  # [text][ref] and [text][]
-REF_DEFINITION = re.compile(r"^ {0,3}\[([^\]^][^\]]*)\]:\s*(\S+)")  # [ref]: url (not [^footnote]:)
-ANSWER_ID = re.compile(r"^(\d{4}-\d{2}-\d{2}[^#/]*)#q(\d+)$")
-MATH = re.compile(r"\$\$.*?\$\$|\$[^$\s](?:[^$]*[^$\s])?\$")
-
-# Quarto's cell options, from its schema (src/resources/schema/cell-*.yml), plus the Jupyter cell metadata
-# keys Quarto accepts; `#|` keys outside this list are reported with the closest one.
-QUARTO_CELL_OPTIONS = frozenset("""
-    label classes renderings tags id export
-    cache cache-path cache-vars cache-globals cache-lazy cache-rebuild cache-comments dependson autodep
-    title padding expandable width height context content color
-    eval echo code-fold code-summary code-overflow code-line-numbers lst-label lst-cap tidy tidy-opts collapse
-    prompt highlight class-source attr-source
-    fig-width fig-height fig-cap fig-subcap fig-link fig-align fig-alt fig-env fig-pos fig-scap fig-format fig-dpi
-    fig-asp out-width out-height fig-keep fig-show out-extra external sanitize interval aniopts animation-hook
-    child file code purl
-    layout layout-ncol layout-nrow layout-align layout-valign
-    column fig-column tbl-column cap-location fig-cap-location tbl-cap-location
-    tbl-cap tbl-subcap tbl-colwidths html-table-processing
-    output warning error include panel output-location message results comment class-output attr-output
-    class-warning attr-warning class-message attr-message class-error attr-error
-    md-indent collapsed autoscroll deletable format name
-""".split())
 
 
 def pins(root: Path) -> dict[str, str]:
@@ -114,6 +91,31 @@ def check_front_matter(rel: str, doc: Document) -> list[str]:
         if key in fm and not isinstance(fm[key], list):
             problems.append(f"{rel}:{key_line(doc, key)}: {key} must be a list, e.g. {key}: [a, b].")
     return problems
+
+
+REF_LINK = re.compile(r"(?<![\w\]!\\])\[([^\]]+)\]\[([^\]]*)\]")  # [text][ref] and [text][]
+REF_DEFINITION = re.compile(r"^ {0,3}\[([^\]^][^\]]*)\]:\s*(\S+)")  # [ref]: url (not [^footnote]:)
+ANSWER_ID = re.compile(r"^(\d{4}-\d{2}-\d{2}[^#/]*)#q(\d+)$")
+MATH = re.compile(r"\$\$.*?\$\$|\$[^$\s](?:[^$]*[^$\s])?\$")
+
+# Quarto's cell options, from its schema (src/resources/schema/cell-*.yml), plus the Jupyter cell metadata
+# keys Quarto accepts; `#|` keys outside this list are reported with the closest one.
+QUARTO_CELL_OPTIONS = frozenset("""
+    label classes renderings tags id export
+    cache cache-path cache-vars cache-globals cache-lazy cache-rebuild cache-comments dependson autodep
+    title padding expandable width height context content color
+    eval echo code-fold code-summary code-overflow code-line-numbers lst-label lst-cap tidy tidy-opts collapse
+    prompt highlight class-source attr-source
+    fig-width fig-height fig-cap fig-subcap fig-link fig-align fig-alt fig-env fig-pos fig-scap fig-format fig-dpi
+    fig-asp out-width out-height fig-keep fig-show out-extra external sanitize interval aniopts animation-hook
+    child file code purl
+    layout layout-ncol layout-nrow layout-align layout-valign
+    column fig-column tbl-column cap-location fig-cap-location tbl-cap-location
+    tbl-cap tbl-subcap tbl-colwidths html-table-processing
+    output warning error include panel output-location message results comment class-output attr-output
+    class-warning attr-warning class-message attr-message class-error attr-error
+    md-indent collapsed autoscroll deletable format name
+""".split())
 
 
 def resolves(root: Path, note: Path, target: str) -> bool:

@@ -367,13 +367,11 @@ def orphans(root: Path) -> list[Path]:
     freeze_root = root / "_freeze"
     if not freeze_root.is_dir():
         return found
-    for folder, dirs, files in os.walk(freeze_root):  # os.walk and os.path: a thousand notes in milliseconds
-        if os.path.basename(folder) != "execute-results" or "html.json" not in files:
+    for result in sorted(freeze_root.rglob("execute-results/html.json")):
+        base = result.parent.parent
+        rel = base.relative_to(freeze_root)
+        if rel.parts and rel.parts[0] == "site_libs":
             continue
-        base = os.path.dirname(folder)
-        rel = os.path.relpath(base, freeze_root)
-        if rel.split(os.sep)[0] == "site_libs":
-            continue
-        if not any(os.path.exists(os.path.join(root, rel + ext)) for ext in (".qmd", ".ipynb", ".md", ".Rmd")):
-            found.append(Path(base))
-    return sorted(found)
+        if not any((root / rel).with_suffix(ext).exists() for ext in (".qmd", ".ipynb", ".md", ".Rmd")):
+            found.append(base)
+    return found
