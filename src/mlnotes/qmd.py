@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import yaml
@@ -37,7 +38,66 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_yaml(text: str):
-    return yaml.load(text, Loader=_Loader)
+    simple = _simple_yaml(text)
+    return simple if simple is not None else yaml.load(text, Loader=_Loader)
+
+
+# The YAML of nearly every front matter and `#|` block is a flat mapping of simple scalars. `_simple_yaml` reads
+# exactly that subset (the result PyYAML would give) and returns None for anything else, which PyYAML then reads:
+# a thousand notes are checked without a thousand trips through PyYAML's Python constructor.
+_YAML_WORDS = {**dict.fromkeys("true True TRUE yes Yes YES on On ON".split(), True),
+               **dict.fromkeys("false False FALSE no No NO off Off OFF".split(), False),
+               **dict.fromkeys("null Null NULL ~".split(), None)}
+_SIMPLE_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*): +(\S.*?) *")
+_PLAIN = r"[A-Za-z](?:[A-Za-z0-9_ ./()-]*[A-Za-z0-9_./)-])?"
+_QUOTED = r'"[^"\\]*"|\'[^\']*\''
+_ITEM = re.compile(rf"({_QUOTED}|{_PLAIN})")
+_FLOW = re.compile(rf"\[ *(?:(?:{_QUOTED}|{_PLAIN}) *, *)*(?:{_QUOTED}|{_PLAIN})? *\]")
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_NO_VALUE = object()
+
+
+def _simple_scalar(text: str, plain: bool = True):
+    if text[0] in "\"'":
+        return text[1:-1]
+    if text in _YAML_WORDS:
+        return _YAML_WORDS[text]
+    if not plain:
+        return text
+    if re.fullmatch(r"[1-9][0-9]*|0", text):
+        return int(text)
+    if m := _DATE.fullmatch(text):
+        try:
+            return date(int(m[1]), int(m[2]), int(m[3]))
+        except ValueError:
+            return _NO_VALUE
+    return text if re.fullmatch(_PLAIN, text) else _NO_VALUE
+
+
+def _simple_yaml(text: str) -> dict | None:
+    data = {}
+    for line in text.split("\n"):
+        if not line:
+            continue
+        m = _SIMPLE_LINE.fullmatch(line)
+        if not m or m[1] in _YAML_WORDS or not line.isprintable():
+            return None
+        value = m[2]
+        if value[0] == "[":
+            if not _FLOW.fullmatch(value):
+                return None
+            items = [_simple_scalar(item) for item in _ITEM.findall(value[1:-1])]
+            if any(item is _NO_VALUE or isinstance(item, (int, date)) or item is None for item in items):
+                return None
+            data[m[1]] = items
+            continue
+        if value[0] in "\"'" and not re.fullmatch(_QUOTED, value):
+            return None
+        scalar = _simple_scalar(value)
+        if scalar is _NO_VALUE:
+            return None
+        data[m[1]] = scalar
+    return data or None
 
 
 class QmdError(Exception):
@@ -300,4 +360,4 @@ def parse_file(path: Path, root: Path | None = None, name: Path | None = None) -
         text = read_text(path)
     except UnicodeDecodeError:
         raise QmdError(f"{name or path}:1: the file is not valid UTF-8 text.") from None
-    return parse(text, name or path, base_dir=path.resolve().parent, root=root)
+    return parse(text, name or path, base_dir=path.absolute().parent, root=root)  # absolute(): no system calls
