@@ -12,7 +12,6 @@ import json
 import re
 import subprocess
 import sys
-import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -332,6 +331,8 @@ def _ruff_config(root: Path) -> Path | None:
 
 def _run_ruff(ruff: Path, config: Path | None, sources: dict[str, str]) -> dict[str, list] | str:
     """Findings [row, code, message] for each source (by key), or the error when ruff could not run."""
+    import tempfile  # only when some note's code changed
+
     with tempfile.TemporaryDirectory() as tmp:
         names = {}
         for i, (key, text) in enumerate(sources.items()):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import sys
-import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -88,11 +86,15 @@ def main(root: Path, args) -> int:
                   template_path.read_text(encoding="utf-8"))
     for name in args.category:
         if name not in categories:
+            import difflib
+
             close = difflib.get_close_matches(name, categories, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else " (a new category)."
             print(f"warning: no note uses the category '{name}' yet{hint}", file=sys.stderr)
     try:
         note.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile  # here: `mlnotes check` imports this module for its parser only
+
         fd, tmp = tempfile.mkstemp(prefix=".index.qmd.", dir=note.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
