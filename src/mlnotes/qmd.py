@@ -360,4 +360,4 @@ def parse_file(path: Path, root: Path | None = None, name: Path | None = None) -
         text = read_text(path)
     except UnicodeDecodeError:
         raise QmdError(f"{name or path}:1: the file is not valid UTF-8 text.") from None
-    return parse(text, name or path, base_dir=path.absolute().parent, root=root)  # absolute(): no system calls
+    return parse(text, name or path, base_dir=path.resolve().parent, root=root)
