@@ -184,10 +184,14 @@ def test_run_compare_passes_on_noise_and_names_cell_and_lines_on_a_real_change(f
     assert "of its pixels differ by more than 32/255" in out
 
 
-def test_run_compare_reports_a_stale_result(frozen, tmp_path, capsys, monkeypatch):
+def test_a_stale_result_is_reported_not_compared(frozen, tmp_path):
+    """Checked before any output is looked at, so no kernel is needed here."""
+    from mlnotes.compare import drift
+    from mlnotes.qmd import parse_file
+
     root = tmp_path / "site"
     shutil.copytree(frozen, root)
     (root / "n.qmd").write_text(NOTE.replace("Some prose.", "Other prose."))
-    monkeypatch.chdir(root)
-    assert cli.main(["run", "--compare", "n.qmd"]) == 1
-    assert "n.qmd:1: the frozen result was made from another version of the source" in capsys.readouterr().out
+    doc = parse_file(root / "n.qmd", root, root / "n.qmd")
+    assert drift(root, root / "n.qmd", doc, None, {}) == [
+        "n.qmd:1: the frozen result was made from another version of the source; run: mlnotes freeze n.qmd"]
