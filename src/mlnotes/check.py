@@ -159,10 +159,10 @@ def check_links(root: Path, rel: str, note: Path, doc: Document) -> list[str]:
     text_ids = set(re.findall(r"\{#((?:fig|tbl)-[\w-]+)", doc.text))
     figures = figure_targets(doc)
     prose = prose_lines(doc)
-    definitions: dict[str, str] = {}
+    definitions: set[str] = set()  # reference labels defined anywhere in the note
     for lineno, line in prose:
         if m := REF_DEFINITION.match(line):
-            definitions.setdefault(reference_key(m.group(1)), m.group(2).strip("<>"))
+            definitions.add(reference_key(m.group(1)))
             if not resolves(root, note, m.group(2).strip("<>")):
                 problems.append(f"{rel}:{lineno}: link to {m.group(2)} does not resolve to a file.")
     for lineno, line in prose:
