@@ -117,12 +117,65 @@ def test_orphan(project):
     ("concepts: [gradients]", "concepts: [gradients]\nmentions: jacobians", "posts/2025-11-20/index.qmd:7: mentions must be a list, e.g. mentions: [a, b]."),
     ("[the other note](../2025-11-21/index.qmd)", "[gone](../2025-11-99/index.qmd)", "posts/2025-11-20/index.qmd:9: link to ../2025-11-99/index.qmd does not resolve to a file."),
     ("See @fig-line", "See @fig-nope", "posts/2025-11-20/index.qmd:9: cross-reference @fig-nope has no matching label in this note."),
-    ("title: \"Daily", "title: [\"Daily", "posts/2025-11-20/index.qmd:3: the front matter is not valid YAML"),
+    ("title: \"Daily", "title: [\"Daily", "posts/2025-11-20/index.qmd:2: the front matter is not valid YAML"),  # where [ opens
 ])
 def test_front_matter_and_link_rules(project, old, new, expected):
     edit(project, old, new)
     problems = problems_for(project)
     assert any(p.startswith(expected) for p in problems), problems
+
+
+FIG_CELL = "```{python}\n#| label: fig-line\n"
+
+
+@pytest.mark.parametrize("edits, expected", [
+    # every figure needs alt text, a caption is not enough
+    ([('#| fig-alt: "A straight rising line"\n', "")],
+     "posts/2025-11-20/index.qmd:13: this figure has fig-cap but no fig-alt; every figure needs alt text"),
+    # a misspelt cell option, with the closest real one
+    ([(FIG_CELL, FIG_CELL + "#| echoo: false\n")],
+     "posts/2025-11-20/index.qmd:13: 'echoo' is not a Quarto cell option; did you mean 'echo'?"),
+    ([(FIG_CELL, FIG_CELL + "#| fig-alt-text: x\n")],
+     "posts/2025-11-20/index.qmd:13: 'fig-alt-text' is not a Quarto cell option; did you mean 'fig-alt'?"),
+    # answers: no such note, no such question, a question asked later
+    ([("concepts: [gradients]", 'concepts: [gradients]\nanswers: ["2025-11-19#q1"]')],
+     "posts/2025-11-20/index.qmd:7: answers '2025-11-19#q1', but there is no note posts/2025-11-19/index.qmd."),
+    ([("concepts: [gradients]", 'concepts: [gradients]\nanswers: ["2025-11-21#q2"]')],
+     "posts/2025-11-20/index.qmd:7: answers '2025-11-21#q2', but posts/2025-11-21/index.qmd has 1 question under"),
+    ([("concepts: [gradients]", 'concepts: [gradients]\nanswers: ["2025-11-21#q1"]')],
+     "posts/2025-11-20/index.qmd:7: answers '2025-11-21#q1', a question asked on or after this note's date."),
+    ([("concepts: [gradients]", 'concepts: [gradients]\nanswers: ["Nov 19, q1"]')],
+     "posts/2025-11-20/index.qmd:7: answers id 'Nov 19, q1' is not of the form YYYY-MM-DD#qN"),
+    # @fig- pointing at something that is not a figure
+    ([("See @fig-line", "See @fig-head"), (FIG_CELL, "## Head {#fig-head}\n\n" + FIG_CELL)],
+     "posts/2025-11-20/index.qmd:9: cross-reference @fig-head points at no figure: its label is not on a figure cell"),
+    ([(FIG_CELL, FIG_CELL + "#| eval: false\n")],
+     "posts/2025-11-20/index.qmd:9: cross-reference @fig-line points at no figure: the cell at line 11 shows no output"),
+    # reference-style links resolve like inline links
+    ([("[the other note](../2025-11-21/index.qmd)", "[the other note][other]")],
+     "posts/2025-11-20/index.qmd:9: reference link [the other note][other] has no definition"),
+    ([("[the other note](../2025-11-21/index.qmd)", "[the other note][]")],
+     "posts/2025-11-20/index.qmd:9: reference link [the other note][] has no definition"),
+    ([("[the other note](../2025-11-21/index.qmd).", "[the other note][Other].\n\n[other]: ../2025-11-99/index.qmd")],
+     "posts/2025-11-20/index.qmd:11: link to ../2025-11-99/index.qmd does not resolve to a file."),
+])
+def test_check_gaps(project, edits, expected):
+    write(project / "posts/2025-11-21/index.qmd", (project / "posts/2025-11-21/index.qmd").read_text()
+          + "\n## Questions I still have\n\n- Why?\n")
+    for old, new in edits:
+        edit(project, old, new)
+    problems = problems_for(project, lint_cells=False)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_reference_links_and_figure_references_that_resolve_are_not_reported(project):
+    edit(project, "[the other note](../2025-11-21/index.qmd).",
+         "[the other note][Other], $x[i][j]$, [a figure](#fig-line).\n\n[other]: ../2025-11-21/index.qmd")
+    edit(project, "See @fig-line", "See @fig-line, @fig-md and @fig-div")
+    edit(project, FIG_CELL, "![A picture](pic.png){#fig-md fig-alt='x'}\n\n::: {#fig-div}\nx\n:::\n\n" + FIG_CELL)
+    (project / "posts/2025-11-20/pic.png").write_bytes(b"")
+    assert problems_for(project, lint_cells=False) == [
+        "posts/2025-11-20/index.qmd:1: frozen result is stale (source changed); run: mlnotes freeze"]
 
 
 def test_figure_without_alt_text(project):
@@ -161,3 +214,35 @@ def test_check_is_fast_on_this_project():
     start = time.perf_counter()
     check.check(ROOT)
     assert time.perf_counter() - start < 5
+
+
+def test_messages_use_project_relative_paths(project):
+    (project / "_freeze/posts/2025-11-20/index/execute-results/html.json").write_text("{ not json")
+    problems = problems_for(project, lint_cells=False)
+    assert "posts/2025-11-20/index.qmd:1: _freeze/posts/2025-11-20/index/execute-results/html.json is not valid JSON " \
+           "(corrupt frozen result); rerun with --force to replace it." in problems
+    assert not any(str(project) in p for p in problems), problems
+
+
+def test_lint_findings_are_cached_by_code_and_configuration(project, monkeypatch):
+    path = edit(project, "import matplotlib.pyplot as plt\n", "import matplotlib.pyplot as plt\nimport os\n")
+    finding = "posts/2025-11-20/index.qmd:16: ruff F401: `os` imported but unused"
+    assert finding in check.lint(project, {"posts/2025-11-20/index.qmd": check.parse_file(path)})
+    assert (project / ".mlnotes-cache/lint.json").is_file()
+    # nothing changed: the findings come from the cache, ruff does not run
+    monkeypatch.setattr(check, "_run_ruff", lambda *a: pytest.fail("ruff ran although nothing changed"))
+    docs = {"posts/2025-11-20/index.qmd": check.parse_file(path)}
+    assert finding in check.lint(project, docs)
+    # prose moved the code down: same code, same cache entry, new .qmd line
+    path.write_text(path.read_text().replace("See @fig-line", "A new line.\n\nSee @fig-line"))
+    docs = {"posts/2025-11-20/index.qmd": check.parse_file(path)}
+    assert finding.replace(":16:", ":18:") in check.lint(project, docs)
+    monkeypatch.undo()
+    # a changed configuration is a new key: ruff runs again and the finding goes
+    write(project / "pyproject.toml", '[tool.ruff.lint]\nselect = ["E", "F"]\nignore = ["E402", "F401"]\n')
+    assert check.lint(project, docs) == []
+    # so does changed code
+    write(project / "pyproject.toml", '[tool.ruff.lint]\nselect = ["E", "F"]\nignore = ["E402"]\n')
+    path.write_text(path.read_text().replace("import os\n", "import sys\n"))
+    docs = {"posts/2025-11-20/index.qmd": check.parse_file(path)}
+    assert check.lint(project, docs) == ["posts/2025-11-20/index.qmd:18: ruff F401: `sys` imported but unused"]

@@ -88,3 +88,16 @@ def test_unwritable_folder(site, capsys):
     (site / "posts/2025-11-24").write_text("a file where the folder should be")
     assert new(site, "--date", "2025-11-24") == 2
     assert capsys.readouterr().err.startswith("cannot write posts/2025-11-24/index.qmd")
+
+
+def test_empty_date_is_a_plain_sentence(site, capsys):
+    assert new(site, "--date", "") == 2
+    assert capsys.readouterr().err.strip() == \
+        "--date is empty; give a date in the form YYYY-MM-DD, or leave --date out for today."
+
+
+def test_template_fields_in_the_title_stay_text(site):
+    assert new(site, "--date", "2025-11-25", "--title", "On {{date}} and {{categories}}") == 0
+    fm = parse_file(site / "posts/2025-11-25/index.qmd").front_matter
+    assert fm["title"] == "On {{date}} and {{categories}}"
+    assert fm["categories"] == ["daily"]

@@ -1,4 +1,5 @@
-"""Every note of the project executes, through the same code as `mlnotes run` (one test per note)."""
+"""Every note of the project executes, through the same code as `mlnotes run` (one test per note), and what it
+produces matches its committed frozen result within the tolerance of `mlnotes.compare` (`run --compare`)."""
 
 import pytest
 
@@ -13,8 +14,8 @@ def test_the_project_has_notes():
 
 
 @pytest.mark.parametrize("note", NOTES)
-def test_note_executes(note, capsys):
-    status = cli.main(["run", str(ROOT / note)])
+def test_note_executes_and_reproduces_its_frozen_result(note, capsys):
+    status = cli.main(["run", "--compare", str(ROOT / note)])
     out = capsys.readouterr().out
     assert status == 0, out
     assert out.startswith(f"ok      {note}")

@@ -112,3 +112,54 @@ def test_includes_are_expanded(tmp_path: Path):
     doc = parse("Intro\n\n{{< include _part.qmd >}}\n", "n.qmd", base_dir=tmp_path)
     assert doc.cells[0].code == ["x = 41"]
     assert doc.cells[0].line == 3  # reported at the include
+
+
+@pytest.mark.parametrize("text, expected", [
+    # an unclosed bracket or quote is reported where it opens, not where the parser gave up
+    ("---\ntitle: x\ncategories: [daily\ndescription: y\n---\n", "n.qmd:3: the front matter is not valid YAML"),
+    ("---\ntitle: \"x\ndescription: y\n---\n",
+     "n.qmd:2: the front matter is not valid YAML (a quoted value opened on this line is never closed)."),
+    ("---\ntitle: x\ndate: 2025-11-20\n  bad: 1\n---\n", "n.qmd:4: the front matter is not valid YAML"),
+    # cell options: the line of the bad option, counting blank lines before the options
+    ("text\n\n```{python}\n#| label: a\n#| fig-cap: [oops\n#| echo: false\nx = 1\n```\n",
+     "n.qmd:5: the cell options ('#|' lines) are not valid YAML"),
+    ("```{python}\n\n\n#| label: a\n#| fig-cap: \"a: b\n#| echo: false\nx = 1\n```\n",
+     "n.qmd:5: the cell options ('#|' lines) are not valid YAML (a quoted value opened on this line is never closed)."),
+    ("```{python}\n#| label: a\n#| fig-cap: A: B\nx = 1\n```\n", "n.qmd:3: the cell options ('#|' lines) are not valid YAML"),
+    # a tab after #| is named
+    ("text\n\n```{python}\n#| label: a\n#|\techo: false\nx = 1\n```\n",
+     "n.qmd:5: a tab follows '#|'; cell options need a space there"),
+])
+def test_yaml_errors_point_at_the_right_line(text, expected):
+    with pytest.raises(QmdError) as e:
+        parse(text, "n.qmd")
+    assert str(e.value).startswith(expected), str(e.value)
+
+
+def test_simple_yaml_reads_exactly_what_pyyaml_reads():
+    """The fast path for flat YAML gives PyYAML's result (same values, types and key order) or steps aside."""
+    import random
+
+    import yaml
+
+    from mlnotes.qmd import _simple_yaml, load_yaml
+
+    cases = ['title: "Daily Notes: 2025-11-20"\ndate: 2025-11-20\ncategories: [daily, linear algebra]',
+             "label: fig-x\necho: false\ncode-fold: True\nfig-width: 7\nx: ~\ny: null\nz: 0",
+             "answers: [\"2025-11-16#q1\", '2025-11-17#q2']\nconcepts: []", "a: 1\na: 2\nb: x"]
+    for text in cases:
+        assert _simple_yaml(text) is not None
+    for text in ["date: 2025-13-01", "on: push", "a: [yes]", "a: it's", "a: x # c", "a: 1.5", "a:\n  b: 1", "a: 00"]:
+        assert _simple_yaml(text) is None, text  # left to PyYAML
+    rng = random.Random(0)
+    alphabet = list("ab yY:#\"'[],-._/()~01239\t{}!&*|>%@?=") + ["true", "no", "On", "null", "2025-11-20", "''", "\n"]
+    cases += [f"{rng.choice(['label', 'on', 'fig-cap'])}: " + "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 10)))
+              for _ in range(20000)]
+    for text in cases:
+        got = _simple_yaml(text)
+        if got is None:
+            continue
+        want = yaml.load(text, Loader=yaml.SafeLoader)
+        assert got == want and list(got) == list(want), text
+        assert [type(v) for v in got.values()] == [type(v) for v in want.values()], text
+        assert load_yaml(text) == want

@@ -111,3 +111,23 @@ def test_a_crashed_kernel_is_reported_at_its_cell(tmp_project, capsys, monkeypat
     monkeypatch.chdir(tmp_project)
     assert cli.main(["run", "n.qmd"]) == 1
     assert "n.qmd:5: the cell starting here raised DeadKernelError" in capsys.readouterr().out
+
+
+def test_sys_exit_reads_as_such(tmp_project, capsys, monkeypatch):
+    write(tmp_project / "a.qmd", "Text.\n\n```{python}\nimport sys\nsys.exit()\n```\n")
+    write(tmp_project / "b.qmd", "```{python}\nraise SystemExit(3)\n```\n")
+    monkeypatch.chdir(tmp_project)
+    assert cli.main(["run", "a.qmd", "b.qmd"]) == 1
+    out = capsys.readouterr().out
+    assert "a.qmd:3: the cell starting here called sys.exit(), which stops the note." in out
+    assert "b.qmd:1: the cell starting here called sys.exit(3), which stops the note." in out
+    assert "%tb" not in out
+
+
+def test_project_files_in_messages_are_project_relative(tmp_project, capsys, monkeypatch):
+    write(tmp_project / "posts/_metadata.yml", "execute:\n  echo: [false\n")
+    write(tmp_project / "posts/d/index.qmd", "```{python}\nx = 1\n```\n")
+    monkeypatch.chdir(tmp_project / "posts")
+    assert cli.main(["run", "d/index.qmd"]) == 1
+    out = capsys.readouterr().out
+    assert "posts/_metadata.yml:2: not valid YAML" in out and str(tmp_project) not in out

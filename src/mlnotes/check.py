@@ -7,11 +7,11 @@ cells, and the generated pages.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
 import sys
-import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -92,30 +92,151 @@ def check_front_matter(rel: str, doc: Document) -> list[str]:
     return problems
 
 
+REF_LINK = re.compile(r"(?<![\w\]!\\])\[([^\]]+)\]\[([^\]]*)\]")  # [text][ref] and [text][]
+REF_DEFINITION = re.compile(r"^ {0,3}\[([^\]^][^\]]*)\]:\s*(\S+)")  # [ref]: url (not [^footnote]:)
+ANSWER_ID = re.compile(r"^(\d{4}-\d{2}-\d{2}[^#/]*)#q(\d+)$")
+MATH = re.compile(r"\$\$.*?\$\$|\$[^$\s](?:[^$]*[^$\s])?\$")
+
+# Quarto's cell options, from its schema (src/resources/schema/cell-*.yml), plus the Jupyter cell metadata
+# keys Quarto accepts; `#|` keys outside this list are reported with the closest one.
+QUARTO_CELL_OPTIONS = frozenset("""
+    label classes renderings tags id export
+    cache cache-path cache-vars cache-globals cache-lazy cache-rebuild cache-comments dependson autodep
+    title padding expandable width height context content color
+    eval echo code-fold code-summary code-overflow code-line-numbers lst-label lst-cap tidy tidy-opts collapse
+    prompt highlight class-source attr-source
+    fig-width fig-height fig-cap fig-subcap fig-link fig-align fig-alt fig-env fig-pos fig-scap fig-format fig-dpi
+    fig-asp out-width out-height fig-keep fig-show out-extra external sanitize interval aniopts animation-hook
+    child file code purl
+    layout layout-ncol layout-nrow layout-align layout-valign
+    column fig-column tbl-column cap-location fig-cap-location tbl-cap-location
+    tbl-cap tbl-subcap tbl-colwidths html-table-processing
+    output warning error include panel output-location message results comment class-output attr-output
+    class-warning attr-warning class-message attr-message class-error attr-error
+    md-indent collapsed autoscroll deletable format name
+""".split())
+
+
+def resolves(root: Path, note: Path, target: str) -> bool:
+    """Whether a link target (a URL, an anchor or a file relative to the note or the project) resolves."""
+    if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I) or target.startswith(("#", "{{")):
+        return True
+    path = target.split("#")[0].split("?")[0]
+    if not path:
+        return True
+    resolved = (root / path.lstrip("/")) if path.startswith("/") else (note.parent / path)
+    candidates = [resolved]
+    if resolved.suffix == ".html":
+        candidates += [resolved.with_suffix(".qmd"), resolved.with_suffix(".md"), resolved.with_suffix(".ipynb")]
+    if target.endswith("/"):
+        candidates += [resolved / "index.qmd", resolved / "index.md"]
+    if resolved.suffix == ".xml" and resolved.name == "index.xml":
+        return True  # the RSS feed is written by Quarto
+    return any(c.exists() for c in candidates)
+
+
+def reference_key(label: str) -> str:
+    """Pandoc matches reference labels case-insensitively, with runs of whitespace as one space."""
+    return " ".join(label.split()).lower()
+
+
+def figure_targets(doc: Document) -> set[str]:
+    """Ids `@fig-` may point at: figure cells that are evaluated and shown, markdown figures and figure divs."""
+    targets = set()
+    for cell in doc.cells:
+        label, opts = cell.label or "", cell.options
+        if label.startswith("fig-") and opts.get("eval") is not False and opts.get("output") is not False \
+                and opts.get("include") is not False:
+            targets.add(label)
+    targets.update(re.findall(r"!\[[^\]]*\]\([^)]*\)\{[^}]*#(fig-[\w-]+)", doc.text))  # ![cap](img){#fig-x}
+    targets.update(re.findall(r"^:::+\s*\{[^}]*#(fig-[\w-]+)", doc.text, re.M))  # ::: {#fig-x}
+    return targets
+
+
 def check_links(root: Path, rel: str, note: Path, doc: Document) -> list[str]:
     problems = []
     labels = {c.label for c in doc.cells if c.label}
     text_ids = set(re.findall(r"\{#((?:fig|tbl)-[\w-]+)", doc.text))
-    for lineno, line in prose_lines(doc):
+    figures = figure_targets(doc)
+    prose = prose_lines(doc)
+    definitions: set[str] = set()  # reference labels defined anywhere in the note
+    for lineno, line in prose:
+        if m := REF_DEFINITION.match(line):
+            definitions.add(reference_key(m.group(1)))
+            if not resolves(root, note, m.group(2).strip("<>")):
+                problems.append(f"{rel}:{lineno}: link to {m.group(2)} does not resolve to a file.")
+    for lineno, line in prose:
         for target in LINK.findall(line) + IMAGE_LINK.findall(line):
-            if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I) or target.startswith(("#", "{{")):
-                continue
-            path = target.split("#")[0].split("?")[0]
-            if not path:
-                continue
-            resolved = (root / path.lstrip("/")) if path.startswith("/") else (note.parent / path)
-            candidates = [resolved]
-            if resolved.suffix == ".html":
-                candidates += [resolved.with_suffix(".qmd"), resolved.with_suffix(".md"), resolved.with_suffix(".ipynb")]
-            if target.endswith("/"):
-                candidates += [resolved / "index.qmd", resolved / "index.md"]
-            if resolved.suffix == ".xml" and resolved.name == "index.xml":
-                continue  # the RSS feed is written by Quarto
-            if not any(c.exists() for c in candidates):
+            if not resolves(root, note, target):
                 problems.append(f"{rel}:{lineno}: link to {target} does not resolve to a file.")
+        for text, ref in REF_LINK.findall(MATH.sub("", line)):
+            if reference_key(ref or text) not in definitions:
+                problems.append(f"{rel}:{lineno}: reference link [{text}][{ref}] has no definition "
+                                f"(add a line '[{ref or text}]: url').")
         for ref in XREF.findall(line):
             if ref not in labels and ref not in text_ids:
                 problems.append(f"{rel}:{lineno}: cross-reference @{ref} has no matching label in this note.")
+            elif ref.startswith("fig-") and ref not in figures:
+                cell = next((c for c in doc.cells if c.label == ref), None)
+                why = (f"the cell at line {cell.line} shows no output (eval, output or include is false)" if cell
+                       else "its label is not on a figure cell, a markdown figure or a figure div")
+                problems.append(f"{rel}:{lineno}: cross-reference @{ref} points at no figure: {why}.")
+    return problems
+
+
+def option_line(doc: Document, cell, key: str) -> int:
+    """The .qmd line of a cell's `#| key:` option (the cell's line when it cannot be found)."""
+    lines = doc.text.splitlines()
+    for i in range(cell.line, min(cell.code_line, len(lines))):
+        if re.match(rf"^\s*#\s*\|\s*{re.escape(key)}\s*:", lines[i]):
+            return i + 1
+    return cell.line
+
+
+def check_cell_options(rel: str, doc: Document) -> list[str]:
+    """Misspelt options (named with the closest real one) and figures with a caption but no alt text."""
+    problems = []
+    for cell in doc.cells:
+        for key in cell.options:
+            if str(key) in QUARTO_CELL_OPTIONS:
+                continue
+            import difflib  # only for a misspelt option
+
+            close = difflib.get_close_matches(str(key), sorted(QUARTO_CELL_OPTIONS), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else "."
+            problems.append(f"{rel}:{option_line(doc, cell, str(key))}: '{key}' is not a Quarto cell option{hint}")
+        if cell.options.get("fig-cap") and not cell.options.get("fig-alt"):
+            problems.append(f"{rel}:{option_line(doc, cell, 'fig-cap')}: this figure has fig-cap but no fig-alt; "
+                            "every figure needs alt text (add '#| fig-alt: ...').")
+    return problems
+
+
+def check_answers(root: Path, rel: str, doc: Document, questions: dict[str, list[str]]) -> list[str]:
+    """`answers:` ids name an existing daily note and one of its questions, asked before this note."""
+    answers = doc.front_matter.get("answers")
+    if not isinstance(answers, list):
+        return []
+    problems = []
+    line = key_line(doc, "answers")
+    daily = DAILY.match(rel)
+    for qid in map(str, answers):
+        m = ANSWER_ID.match(qid)
+        if not m:
+            problems.append(f"{rel}:{line}: answers id '{qid}' is not of the form YYYY-MM-DD#qN (a note's folder, "
+                            "#q, the question's number).")
+            continue
+        folder, number = m.group(1), int(m.group(2))
+        if folder not in questions:
+            if not (root / "posts" / folder / "index.qmd").is_file():
+                problems.append(f"{rel}:{line}: answers '{qid}', but there is no note posts/{folder}/index.qmd.")
+                continue
+            questions[folder] = pages.questions_in((root / "posts" / folder / "index.qmd").read_text(encoding="utf-8"))
+        asked = questions[folder]
+        if not 1 <= number <= len(asked):
+            problems.append(f"{rel}:{line}: answers '{qid}', but posts/{folder}/index.qmd has "
+                            f"{len(asked)} question{'s' if len(asked) != 1 else ''} under 'Questions I still have'.")
+        elif daily and folder[:10] >= daily.group(1):
+            problems.append(f"{rel}:{line}: answers '{qid}', a question asked on or after this note's date.")
     return problems
 
 
@@ -186,40 +307,94 @@ def untracked_frozen(root: Path) -> list[str]:
     return [f"{p}:1: frozen file is not tracked by git; run: git add _freeze" for p in out.splitlines() if p]
 
 
+LINT_CACHE = Path(".mlnotes-cache") / "lint.json"  # ignored by git; findings by note code, see lint()
+
+
+def lint_source(doc: Document) -> tuple[str, list[int]]:
+    """A note's cells concatenated in order (a notebook's view) as Python, and the .qmd line of each line."""
+    lines, numbers = [], []
+    for cell in doc.cells:
+        for j, code in enumerate(cell.code):
+            lines.append("pass  # magic" if code.lstrip().startswith(("%", "!")) else code)
+            numbers.append(cell.code_line + j)
+        lines.append("")
+        numbers.append(cell.code_line + len(cell.code))
+    return "\n".join(lines) + "\n", numbers
+
+
+def _ruff_config(root: Path) -> Path | None:
+    for name in ("ruff.toml", "pyproject.toml"):
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def _run_ruff(ruff: Path, config: Path | None, sources: dict[str, str]) -> dict[str, list] | str:
+    """Findings [row, code, message] for each source (by key), or the error when ruff could not run."""
+    import tempfile  # only when some note's code changed
+
+    with tempfile.TemporaryDirectory() as tmp:
+        names = {}
+        for i, (key, text) in enumerate(sources.items()):
+            names[f"note_{i}.py"] = key
+            (Path(tmp) / f"note_{i}.py").write_text(text, encoding="utf-8")
+        cmd = [str(ruff), "check", "--output-format", "json", "--no-cache", "--exit-zero"]
+        if config:
+            cmd += ["--config", str(config)]
+        out = subprocess.run(cmd + [tmp], capture_output=True, text=True)
+    try:
+        findings = json.loads(out.stdout or "[]")
+    except json.JSONDecodeError:
+        return out.stderr.strip()[:200]
+    found: dict[str, list] = {key: [] for key in sources}
+    for f in findings:
+        found[names[Path(f["filename"]).name]].append([f["location"]["row"], f["code"], f["message"]])
+    return found
+
+
 def lint(root: Path, docs: dict[str, Document]) -> list[str]:
-    """Ruff over each note's cells, concatenated in order (a notebook's view), mapped back to .qmd lines."""
+    """Ruff over each note's cells, mapped back to .qmd lines.
+
+    Findings are cached in `.mlnotes-cache/lint.json` by the SHA-256 of the Python ruff sees, under a key made
+    of ruff's binary (path, size, modification time) and the configuration's text: ruff runs only on notes
+    whose code changed since the last check, and not at all when none did.
+    """
     if not docs:
         return []
     ruff = Path(sys.executable).parent / "ruff"
     if not ruff.exists():
         return []
-    problems = []
-    with tempfile.TemporaryDirectory() as tmp:
-        line_maps: dict[str, tuple[str, list[int]]] = {}
-        for i, (rel, doc) in enumerate(docs.items()):
-            lines, numbers = [], []
-            for cell in doc.cells:
-                for j, code in enumerate(cell.code):
-                    lines.append("pass  # magic" if code.lstrip().startswith(("%", "!")) else code)
-                    numbers.append(cell.code_line + j)
-                lines.append("")
-                numbers.append(cell.code_line + len(cell.code))
-            name = f"note_{i}.py"
-            (Path(tmp) / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
-            line_maps[name] = (rel, numbers)
-        cmd = [str(ruff), "check", "--output-format", "json", "--no-cache", "--exit-zero"]
-        if (root / "pyproject.toml").is_file() or (root / "ruff.toml").is_file():
-            cmd += ["--config", str(root / ("ruff.toml" if (root / "ruff.toml").is_file() else "pyproject.toml"))]
-        out = subprocess.run(cmd + [tmp], capture_output=True, text=True)
+    config = _ruff_config(root)
+    stat = ruff.stat()
+    setting = hashlib.sha256(f"{ruff}|{stat.st_size}|{stat.st_mtime_ns}|".encode()
+                             + (config.read_bytes() if config else b"")).hexdigest()
+    cache_path = root / LINT_CACHE
+    try:
+        cache = json.loads(cache_path.read_text(encoding="utf-8"))
+        known = cache["notes"] if cache.get("setting") == setting else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        known = {}
+    sources = {rel: lint_source(doc) for rel, doc in docs.items()}
+    keys = {rel: hashlib.sha256(text.encode("utf-8")).hexdigest() for rel, (text, _) in sources.items()}
+    missing = {keys[rel]: text for rel, (text, _) in sources.items() if keys[rel] not in known}
+    if missing:
+        found = _run_ruff(ruff, config, missing)
+        if isinstance(found, str):
+            return [f"ruff:1: could not run ruff ({found})"]
+        known = {**known, **found}
+    used = {key: known[key] for key in keys.values()}
+    if missing or len(used) != len(known):
+        from . import fsutil
+
         try:
-            findings = json.loads(out.stdout or "[]")
-        except json.JSONDecodeError:
-            return [f"ruff:1: could not run ruff ({out.stderr.strip()[:200]})"]
-        for f in findings:
-            rel, numbers = line_maps[Path(f["filename"]).name]
-            row = f["location"]["row"]
+            fsutil.write_text(cache_path, json.dumps({"setting": setting, "notes": used}))
+        except OSError:
+            pass  # a read-only checkout: lint without the cache
+    problems = []
+    for rel, (_, numbers) in sources.items():
+        for row, code, message in used[keys[rel]]:
             line = numbers[row - 1] if 0 < row <= len(numbers) else 1
-            problems.append(f"{rel}:{line}: ruff {f['code']}: {f['message']}")
+            problems.append(f"{rel}:{line}: ruff {code}: {message}")
     return problems
 
 
@@ -232,6 +407,7 @@ def check(root: Path, lint_cells: bool = True) -> list[str]:
         provenance = {}
     pinned = pins(root)
     docs: dict[str, Document] = {}  # executable notes, for the lint
+    questions: dict[str, list[str]] = {}  # a daily note's folder -> its questions, for `answers:`
     parsed: dict[Path, Document] = {}  # every document, for the generated pages
     for path in project.all_qmd(root):
         rel = project.rel(root, path)
@@ -241,6 +417,9 @@ def check(root: Path, lint_cells: bool = True) -> list[str]:
             problems.append(str(e))
             continue
         parsed[path] = doc
+        problems += check_cell_options(rel, doc)
+        if DAILY.match(rel):
+            questions[path.parent.name] = pages.questions_in(doc.text)
         problems += check_front_matter(rel, doc)
         problems += check_links(root, rel, path, doc)
         if doc.cells:  # a document Quarto executes and freezes
@@ -248,6 +427,8 @@ def check(root: Path, lint_cells: bool = True) -> list[str]:
             problems += frozen_problems
             problems += check_figures(rel, doc, stored)
             docs[rel] = doc
+    for path, doc in parsed.items():
+        problems += check_answers(root, project.rel(root, path), doc, questions)
     for base in freeze.orphans(root):
         rel = project.rel(root, base / "execute-results" / "html.json")
         problems.append(f"{rel}:1: orphaned frozen result (its source is gone); run: mlnotes freeze --prune")

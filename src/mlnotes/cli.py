@@ -35,13 +35,21 @@ def cmd_run(args) -> int:
         start = time.perf_counter()
         try:
             doc = parse_file(note, root, Path(rel))
-            result = execute(doc, project.execute_options(root, doc, note), cwd=project.working_dir(root, note))
+            options = project.execute_options(root, doc, note)
+            result = execute(doc, options, cwd=project.working_dir(root, note))
         except (QmdError, ProjectError) as e:
             failed += 1
             print(f"failed  {rel}\n{e}", flush=True)
             continue
         seconds = time.perf_counter() - start
-        if result.ok:
+        drift = []
+        if result.ok and args.compare:
+            from .compare import drift as compare_drift
+            drift = compare_drift(root, note, doc, result, options)
+        if drift:
+            failed += 1
+            print(f"differs {rel}  {seconds:.1f}s\n" + "\n".join(drift), flush=True)
+        elif result.ok:
             print(f"ok      {rel}  {seconds:.1f}s", flush=True)
         else:
             failed += 1
@@ -122,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="execute notes in fresh Jupyter kernels and report failures")
     p.add_argument("paths", nargs="*", help="notes or folders (default: every note of the project)")
+    p.add_argument("--compare", action="store_true",
+                   help="also compare the outputs with the committed frozen result (numbers within one unit in the "
+                        "last printed digit, figures pixel by pixel; see the README); a difference fails")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("freeze", help="write Quarto frozen results (_freeze/) for missing or stale notes")

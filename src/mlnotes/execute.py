@@ -64,6 +64,9 @@ class CellFailure:
 
     def report(self) -> str:
         where = f" (line {self.failing_line})" if self.failing_line and self.failing_line != self.line else ""
+        if self.ename == "SystemExit":  # IPython's traceback only suggests %tb
+            value = f"({self.evalue!r})" if self.evalue and not self.evalue.lstrip("-").isdigit() else f"({self.evalue})"
+            return f"{self.path}:{self.line}: the cell starting here called sys.exit{value}, which stops the note."
         head = f"{self.path}:{self.line}: the cell starting here raised {self.ename}: {self.evalue}{where}"
         return f"{head}\n{self.traceback}".rstrip()
 

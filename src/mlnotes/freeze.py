@@ -46,20 +46,29 @@ class Report:
 
 # ---------------------------------------------------------------- reading and writing html.json
 
+def _shown(path: Path) -> str:
+    """A frozen file's path as messages show it: from the project's `_freeze/` on."""
+    parts = path.parts
+    if "_freeze" not in parts:
+        return str(path)
+    return Path(*parts[len(parts) - 1 - parts[::-1].index("_freeze"):]).as_posix()
+
+
 def read_result(path: Path) -> dict | None:
     """The stored {hash, result}, None when absent; FrozenError when corrupt or merge-conflicted."""
     if not path.exists():
         return None
     text = path.read_text(encoding="utf-8", errors="replace")
+    shown = _shown(path)
     if "<<<<<<<" in text and "=======" in text and ">>>>>>>" in text:
-        raise FrozenError(f"{path} contains git merge conflict markers; resolve them or rerun with --force.")
+        raise FrozenError(f"{shown} contains git merge conflict markers; resolve them or rerun with --force.")
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
-        raise FrozenError(f"{path} is not valid JSON (corrupt frozen result); rerun with --force to replace it.") from None
+        raise FrozenError(f"{shown} is not valid JSON (corrupt frozen result); rerun with --force to replace it.") from None
     if not isinstance(data, dict) or not isinstance(data.get("hash"), str) or not isinstance(data.get("result"), dict) \
             or not isinstance(data["result"].get("markdown"), str):
-        raise FrozenError(f"{path} is not a Quarto frozen result (no hash or markdown); rerun with --force to replace it.")
+        raise FrozenError(f"{shown} is not a Quarto frozen result (no hash or markdown); rerun with --force to replace it.")
     return data
 
 

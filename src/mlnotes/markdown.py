@@ -55,6 +55,7 @@ class Rendered:
     markdown: str
     figures: dict[str, bytes] = field(default_factory=dict)  # file name in figure-html/ -> bytes
     has_html: bool = False
+    pieces: list[str] = field(default_factory=list)  # the markdown of each chunk, in order
 
 
 def strip_ansi(text: str) -> str:
@@ -254,6 +255,7 @@ def render(doc: Document, outputs: dict[int, list[dict] | None], doc_options: di
             parts.append(render_cell(doc, chunk.cell, outputs.get(chunk.cell.index) or [], doc_options,
                                      stem, result.figures))
     result.markdown = "".join(parts)
+    result.pieces = parts
     return result
 
 

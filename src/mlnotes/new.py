@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import sys
-import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -59,6 +57,8 @@ def main(root: Path, args) -> int:
     today = date.today()
     if args.date is None:
         day = today
+    elif not args.date.strip():
+        return fail("--date is empty; give a date in the form YYYY-MM-DD, or leave --date out for today.")
     else:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", args.date):
             return fail(f"--date {args.date} is not a date in the form YYYY-MM-DD.")
@@ -80,17 +80,21 @@ def main(root: Path, args) -> int:
         return fail(f"{rel} already exists; it was left unchanged.")
     title = args.title or f"Daily Notes: {day.isoformat()}"
     cats = ["daily"] + [c for c in args.category if c != "daily"]
-    text = (template_path.read_text(encoding="utf-8")
-            .replace("{{title}}", yaml_string(title))
-            .replace("{{date}}", day.isoformat())
-            .replace("{{categories}}", "[" + ", ".join(cats) + "]"))
+    fields = {"title": yaml_string(title), "date": day.isoformat(), "categories": "[" + ", ".join(cats) + "]"}
+    # one pass, so a title that contains "{{date}}" stays text
+    text = re.sub(r"\{\{(title|date|categories)\}\}", lambda m: fields[m.group(1)],
+                  template_path.read_text(encoding="utf-8"))
     for name in args.category:
         if name not in categories:
+            import difflib
+
             close = difflib.get_close_matches(name, categories, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else " (a new category)."
             print(f"warning: no note uses the category '{name}' yet{hint}", file=sys.stderr)
     try:
         note.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile  # here: `mlnotes check` imports this module for its parser only
+
         fd, tmp = tempfile.mkstemp(prefix=".index.qmd.", dir=note.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
 
-from .qmd import Document
+from .qmd import Document, load_yaml, yaml_error_line, yaml_problem
 
 EXECUTE_KEYS = ("eval", "echo", "output", "warning", "error", "include")
 FIGURE_KEYS = ("fig-width", "fig-height", "fig-format", "fig-dpi")  # format options that shape matplotlib output
@@ -33,7 +34,7 @@ def is_rendered(rel: Path) -> bool:
 
 def excluded_dirs(root: Path) -> set[str]:
     """Folders excluded with `project: render: ["!dir/"]` in _quarto.yml (Quarto matches them at any depth)."""
-    render = (_load_yaml(root / "_quarto.yml").get("project") or {}).get("render") or []
+    render = (_load_yaml(root / "_quarto.yml", root).get("project") or {}).get("render") or []
     return {str(g)[1:].strip("/") for g in render if str(g).startswith("!") and str(g).endswith("/")}
 
 
@@ -41,11 +42,12 @@ def all_qmd(root: Path) -> list[Path]:
     """The .qmd files Quarto renders: not hidden, not `_`-prefixed, not README, not in an excluded folder."""
     excluded = excluded_dirs(root)
     found = []
-    for path in sorted(root.rglob("*.qmd")):
-        rel = path.relative_to(root)
-        if is_rendered(rel) and rel.name != "README.qmd" and not excluded & set(rel.parts[:-1]):
-            found.append(path)
-    return found
+    for folder, dirs, files in os.walk(root):
+        # prune ignored folders (.venv, _freeze, ...) instead of walking them
+        dirs[:] = [d for d in dirs if is_rendered(Path(d)) and d not in excluded]
+        found += [Path(folder, name) for name in files
+                  if name.endswith(".qmd") and name != "README.qmd" and is_rendered(Path(name))]
+    return sorted(found)
 
 
 def has_python_cells(path: Path) -> bool:
@@ -90,26 +92,27 @@ def resolve_paths(root: Path, args: list[str]) -> list[Path]:
     return list(dict.fromkeys(chosen))
 
 
-def _load_yaml(path: Path) -> dict:
+def _load_yaml(path: Path, root: Path | None = None) -> dict:
     if not path.is_file():
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        raise ProjectError(f"{path} is not valid YAML.") from None
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        line = yaml_error_line(e) + 1
+        raise ProjectError(f"{rel(root, path) if root else path}:{line}: not valid YAML ({yaml_problem(e)}).") from None
     return data if isinstance(data, dict) else {}
 
 
 def execute_options(root: Path, doc: Document, note: Path | None = None) -> dict:
     """Document-level execute options: _quarto.yml, then each _metadata.yml down to the note, then front matter."""
     merged: dict = {}
-    layers = [_load_yaml(root / "_quarto.yml")]
+    layers = [_load_yaml(root / "_quarto.yml", root)]
     note = note or (doc.path if doc.path.is_absolute() else root / doc.path)
     rel_dir = note.resolve().parent.relative_to(root)
     folder = root
     for part in rel_dir.parts:
         folder = folder / part
-        layers.append(_load_yaml(folder / "_metadata.yml"))
+        layers.append(_load_yaml(folder / "_metadata.yml", root))
     layers.append(doc.front_matter)
     for layer in layers:
         execute = layer.get("execute")
@@ -138,14 +141,16 @@ def title_fixup(root: Path) -> bool:
 
 def working_dir(root: Path, note: Path) -> Path:
     """Where a note's cells run: its own folder, or the project root with `project: execute-dir: project`."""
-    config = _load_yaml(root / "_quarto.yml").get("project") or {}
+    config = _load_yaml(root / "_quarto.yml", root).get("project") or {}
     return root if config.get("execute-dir") == "project" else note.resolve().parent
 
 
 def freeze_dir(root: Path, note: Path) -> Path:
     """`_freeze/<path without extension>`, as Quarto's freezer lays it out."""
-    rel = note.resolve().relative_to(root).with_suffix("")
-    return root / "_freeze" / rel
+    relative = Path(rel(root, note))
+    if relative.is_absolute():
+        raise ValueError(f"{note} is not inside the project at {root}.")
+    return root / "_freeze" / relative.with_suffix("")
 
 
 def result_file(root: Path, note: Path) -> Path:
@@ -157,6 +162,12 @@ def figure_dir(root: Path, note: Path) -> Path:
 
 
 def rel(root: Path, path: Path) -> str:
+    """`path` relative to the project root, in posix form (as messages and records show it)."""
+    if path.is_absolute() and ".." not in path.parts:  # the usual case, without resolve()'s system calls
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            pass
     try:
         return path.resolve().relative_to(root).as_posix()
     except ValueError:

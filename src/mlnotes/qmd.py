@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import yaml
@@ -37,11 +38,85 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_yaml(text: str):
-    return yaml.load(text, Loader=_Loader)
+    simple = _simple_yaml(text)
+    return simple if simple is not None else yaml.load(text, Loader=_Loader)
+
+
+# The YAML of nearly every front matter and `#|` block is a flat mapping of simple scalars. `_simple_yaml` reads
+# exactly that subset (the result PyYAML would give) and returns None for anything else, which PyYAML then reads:
+# a thousand notes are checked without a thousand trips through PyYAML's Python constructor.
+_YAML_WORDS = {**dict.fromkeys("true True TRUE yes Yes YES on On ON".split(), True),
+               **dict.fromkeys("false False FALSE no No NO off Off OFF".split(), False),
+               **dict.fromkeys("null Null NULL ~".split(), None)}
+_SIMPLE_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*): +(\S.*?) *")
+_PLAIN = r"[A-Za-z](?:[A-Za-z0-9_ ./()-]*[A-Za-z0-9_./)-])?"
+_QUOTED = r'"[^"\\]*"|\'[^\']*\''
+_ITEM = re.compile(rf"({_QUOTED}|{_PLAIN})")
+_FLOW = re.compile(rf"\[ *(?:(?:{_QUOTED}|{_PLAIN}) *, *)*(?:{_QUOTED}|{_PLAIN})? *\]")
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_NO_VALUE = object()
+
+
+def _simple_scalar(text: str, plain: bool = True):
+    if text[0] in "\"'":
+        return text[1:-1]
+    if text in _YAML_WORDS:
+        return _YAML_WORDS[text]
+    if not plain:
+        return text
+    if re.fullmatch(r"[1-9][0-9]*|0", text):
+        return int(text)
+    if m := _DATE.fullmatch(text):
+        try:
+            return date(int(m[1]), int(m[2]), int(m[3]))
+        except ValueError:
+            return _NO_VALUE
+    return text if re.fullmatch(_PLAIN, text) else _NO_VALUE
+
+
+def _simple_yaml(text: str) -> dict | None:
+    data = {}
+    for line in text.split("\n"):
+        if not line:
+            continue
+        m = _SIMPLE_LINE.fullmatch(line)
+        if not m or m[1] in _YAML_WORDS or not line.isprintable():
+            return None
+        value = m[2]
+        if value[0] == "[":
+            if not _FLOW.fullmatch(value):
+                return None
+            items = [_simple_scalar(item) for item in _ITEM.findall(value[1:-1])]
+            if any(item is _NO_VALUE or isinstance(item, (int, date)) or item is None for item in items):
+                return None
+            data[m[1]] = items
+            continue
+        if value[0] in "\"'" and not re.fullmatch(_QUOTED, value):
+            return None
+        scalar = _simple_scalar(value)
+        if scalar is _NO_VALUE:
+            return None
+        data[m[1]] = scalar
+    return data or None
 
 
 class QmdError(Exception):
     """A document that cannot be parsed; the message is one plain sentence with path and line."""
+
+
+def yaml_error_line(error: yaml.YAMLError) -> int:
+    """The 0-based line of a YAML error in the text parsed: where an unclosed bracket or quote was opened
+    (PyYAML's context mark), else where the parser noticed the problem."""
+    context = getattr(error, "context", None) or ""
+    mark = getattr(error, "context_mark", None) if ("flow" in context or "quoted" in context) else None
+    mark = mark or getattr(error, "problem_mark", None)
+    return mark.line if mark else 0
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    if "quoted" in (getattr(error, "context", None) or ""):
+        return "a quoted value opened on this line is never closed"
+    return getattr(error, "problem", None) or "invalid YAML"
 
 
 @dataclass
@@ -125,9 +200,8 @@ def parse_front_matter(text: str, path: Path | str = "<string>") -> tuple[dict, 
             try:
                 data = load_yaml("\n".join(lines[1:i]))
             except yaml.YAMLError as e:
-                mark = getattr(e, "problem_mark", None)
-                line = (mark.line + 2) if mark else 1
-                problem = getattr(e, "problem", None) or "invalid YAML"
+                line = min(yaml_error_line(e) + 2, i)
+                problem = yaml_problem(e)
                 raise QmdError(f"{path}:{line}: the front matter is not valid YAML ({problem}).") from None
             if data is None:
                 data = {}
@@ -138,19 +212,24 @@ def parse_front_matter(text: str, path: Path | str = "<string>") -> tuple[dict, 
 
 
 def _parse_options(option_lines: list[str], path, line: int) -> dict:
+    """The `#|` options of a cell whose first option line is `line` of the .qmd."""
     if not option_lines:
         return {}
+    for k, option in enumerate(option_lines):
+        if re.match(r"^#\s*\|\t", option):
+            raise QmdError(f"{path}:{line + k}: a tab follows '#|'; cell options need a space there "
+                           f"('#| key: value'), as YAML does not allow a tab.")
     body = "\n".join(OPTION_LINE.sub("", ln, count=1) for ln in option_lines)
     try:
         data = load_yaml(body)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = line + 1 + (mark.line if mark else 0)
-        raise QmdError(f"{path}:{at}: the cell options ('#|' lines) are not valid YAML.") from None
+        at = line + min(yaml_error_line(e), len(option_lines) - 1)
+        problem = yaml_problem(e)
+        raise QmdError(f"{path}:{at}: the cell options ('#|' lines) are not valid YAML ({problem}).") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise QmdError(f"{path}:{line + 1}: the cell options ('#|' lines) must be 'key: value' pairs.")
+        raise QmdError(f"{path}:{line}: the cell options ('#|' lines) must be 'key: value' pairs.")
     return data
 
 
@@ -174,6 +253,8 @@ def _expand_includes(text: str, base_dir: Path | None, root: Path | None, depth:
     lines = re.split(r"\r?\n", text)
     if lines and lines[-1] == "":
         lines.pop()  # a final newline does not start an empty line
+    if base_dir is None or "{{<" not in text:  # nothing to expand (the common case, without a regex per line)
+        return list(zip(lines, range(1, len(lines) + 1)))
     out: list[tuple[str, int]] = []
     for i, line in enumerate(lines, start=1):
         m = INCLUDE.match(line) if base_dir is not None and depth < 10 else None
@@ -221,7 +302,7 @@ def parse(text: str, path: Path | str = "<string>", base_dir: Path | None = None
         while n_opts < len(body) and OPTION_LINE.match(body[n_opts]):
             n_opts += 1
         option_lines = body[:n_opts]
-        options = _parse_options(option_lines, path, cell_start)
+        options = _parse_options(option_lines, path, nums[0])
         code_index += 1
         code = body[n_opts:]
         cell = Cell(
@@ -240,8 +321,8 @@ def parse(text: str, path: Path | str = "<string>", base_dir: Path | None = None
     cell_start, indent = 0, ""
     for i, line in enumerate(lines):
         lineno = numbered[i][1]
-        next_blank = i + 1 < len(lines) and lines[i + 1].strip() == ""
-        if YAML_DELIMITER.match(line) and not in_cell and not in_code and not next_blank:
+        if line.startswith("---") and YAML_DELIMITER.match(line) and not in_cell and not in_code \
+                and not (i + 1 < len(lines) and lines[i + 1].strip() == ""):
             # Quarto 1.5+: a `---` followed by a blank line is not a delimiter (quarto-cli #8998).
             if in_yaml:
                 buffer.append(line)
@@ -253,7 +334,7 @@ def parse(text: str, path: Path | str = "<string>", base_dir: Path | None = None
                 buffer.append(line)
                 numbers.append(lineno)
                 in_yaml = True
-        elif not in_cell and (m := CELL_START.match(line)):
+        elif not in_cell and "```" in line and (m := CELL_START.match(line)):
             flush("markdown")
             in_cell = True
             indent, ticks = m.group(1), m.group(2)
@@ -263,7 +344,7 @@ def parse(text: str, path: Path | str = "<string>", base_dir: Path | None = None
             in_cell = False
             flush("code", cell_start, indent)
         else:
-            if not in_cell and ANY_FENCE.match(line):
+            if not in_cell and "```" in line and ANY_FENCE.match(line):
                 in_code = True  # as in Quarto, any other fence turns YAML delimiters off for the rest
             buffer.append(line)
             numbers.append(lineno)
