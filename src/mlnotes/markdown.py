@@ -242,7 +242,7 @@ def render(doc: Document, outputs: dict[int, list[dict] | None], doc_options: di
     stem = stem or doc.path.stem
     result = Rendered(markdown="")
     prefix, prose = prose_texts(doc, inline, title_fixup)
-    parts: list[str] = [prefix]
+    parts: list[str] = []
     for outs in outputs.values():
         for out in outs or []:
             if out.get("output_type") in ("display_data", "execute_result"):
@@ -254,7 +254,9 @@ def render(doc: Document, outputs: dict[int, list[dict] | None], doc_options: di
         else:
             parts.append(render_cell(doc, chunk.cell, outputs.get(chunk.cell.index) or [], doc_options,
                                      stem, result.figures))
-    result.markdown = "".join(parts)
+    if parts and prefix:
+        parts[0] = prefix + parts[0]  # the title block Quarto puts first belongs to the first chunk's piece
+    result.markdown = prefix if not parts else "".join(parts)
     result.pieces = parts
     return result
 
