@@ -16,6 +16,9 @@ from pathlib import Path
 
 
 def _interrupt(signum, frame):
+    # Once: a second signal (the parent's SIGTERM after Ctrl-C) must not cut the kernel's cleanup short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -34,6 +37,7 @@ def run_note(root: Path, rel: str, options: dict, timeout: int):
 
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     root, rel, options, out, timeout = argv
     try:
         result = run_note(Path(root), rel, json.loads(options), int(timeout))
