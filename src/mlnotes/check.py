@@ -202,8 +202,8 @@ def untracked_frozen(root: Path) -> list[str]:
     except (subprocess.CalledProcessError, FileNotFoundError):
         return []
     stray = {project.rel(root, p) for p in freeze.stray_files(root)}
-    return [f"{p}:1: frozen file is not tracked by git; run: git add {p}" for p in out.splitlines()
-            if p and p not in stray]
+    return [f"{p}:1: {'execution record' if p.startswith(provenance.FOLDER) else 'frozen file'} is not tracked "
+            f"by git; run: git add {p}" for p in out.splitlines() if p and p not in stray]
 
 
 def lint(root: Path, docs: dict[str, Document]) -> list[str]:
