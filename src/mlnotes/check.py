@@ -245,6 +245,7 @@ def lint(root: Path, docs: dict[str, Document]) -> list[str]:
 
 def check(root: Path, lint_cells: bool = True) -> list[str]:
     problems: list[str] = []
+    freeze.forget_reads()
     pinned = provenance.pins(root)
     docs: dict[str, Document] = {}  # executable notes, for the lint
     parsed: dict[Path, Document] = {}  # every document, for the generated pages

@@ -56,6 +56,7 @@ def cmd_freeze(args) -> int:
     root = _root(args)
     notes = project.resolve_paths(root, args.paths)
     start = time.perf_counter()
+    freeze.forget_reads()
     say = lambda line: print(line, flush=True)  # noqa: E731
 
     def stored_hash(rel: str) -> str | None:

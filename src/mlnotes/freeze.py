@@ -51,10 +51,33 @@ class Report:
 
 # ---------------------------------------------------------------- reading and writing html.json
 
+# path -> ((inode, mtime, size), result): each result is parsed once per command (forget_reads() starts afresh)
+_READ: dict[Path, tuple[tuple[int, int, int], dict]] = {}
+
+
+_DIRS: dict[Path, list[Path]] = {}  # root -> result_dirs(root), once per command
+
+
+def forget_reads() -> None:
+    _READ.clear()
+    _DIRS.clear()
+
+
 def read_result(path: Path) -> dict | None:
     """The stored {hash, result}, None when absent; FrozenError when corrupt or merge-conflicted."""
-    if not path.exists():
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    key = (st.st_ino, st.st_mtime_ns, st.st_size)
+    if (hit := _READ.get(path)) and hit[0] == key:
+        return hit[1]
+    data = _read_result(path)
+    _READ[path] = (key, data)
+    return data
+
+
+def _read_result(path: Path) -> dict:
     text = path.read_text(encoding="utf-8", errors="replace")
     if "<<<<<<<" in text and "=======" in text and ">>>>>>>" in text:
         raise FrozenError(f"{path} contains git merge conflict markers; resolve them or rerun with --force.")
@@ -240,7 +263,7 @@ class Plan:
 
 
 def missing_figures(root: Path, note: Path, stored: dict) -> list[str]:
-    folder = project.figure_dir(root, note)
+    folder = project.result_file(root, note).parent.parent / "figure-html"
     return [name for name in figure_refs(stored["result"]["markdown"], note.stem) if not (folder / name).is_file()]
 
 
@@ -320,6 +343,7 @@ def freeze(root: Path, notes: list[Path], explicit: bool = False, jobs: int | No
     `progress` gets one line per note that changed, failed or needs the author (fresh notes are quiet).
     """
     jobs = max(1, jobs or os.cpu_count() or 1)
+    forget_reads()
     pinned = provenance.pins(root)
     plans = [plan_note(root, note, explicit, force, pinned) for note in notes]
     reports: list[Report] = []
@@ -468,38 +492,43 @@ def record(root: Path, notes: list[Path]) -> list[Report]:
     return reports
 
 
+def result_dirs(root: Path) -> list[Path]:
+    """Every `_freeze/<note>` folder holding an `execute-results/html.json`, found in one walk."""
+    if root in _DIRS:
+        return _DIRS[root]
+    found = []
+    for folder, subdirs, _ in os.walk(root / "_freeze"):
+        if folder == str(root / "_freeze"):
+            subdirs[:] = [d for d in subdirs if d != "site_libs"]
+        if "execute-results" in subdirs and os.path.isfile(os.path.join(folder, "execute-results", "html.json")):
+            found.append(Path(folder))
+        subdirs[:] = [d for d in subdirs if d not in ("execute-results", "figure-html")]
+    _DIRS[root] = sorted(found)
+    return _DIRS[root]
+
+
 def orphans(root: Path) -> list[Path]:
     """Frozen result folders whose source document no longer exists."""
-    found = []
     freeze_root = root / "_freeze"
-    if not freeze_root.is_dir():
-        return found
-    for result in sorted(freeze_root.rglob("execute-results/html.json")):
-        base = result.parent.parent
-        rel = base.relative_to(freeze_root)
-        if rel.parts and rel.parts[0] == "site_libs":
-            continue
-        if not any((root / rel).with_suffix(ext).exists() for ext in (".qmd", ".ipynb", ".md", ".Rmd")):
-            found.append(base)
-    return found
+    return [base for base in result_dirs(root)
+            if not any((root / base.relative_to(freeze_root)).with_suffix(ext).exists()
+                       for ext in (".qmd", ".ipynb", ".md", ".Rmd"))]
 
 
 def stray_files(root: Path) -> list[Path]:
     """Files in a note's `_freeze/<note>/figure-html/` that its stored markdown does not refer to."""
     found = []
-    freeze_root = root / "_freeze"
-    if not freeze_root.is_dir():
-        return found
-    for folder in sorted(freeze_root.rglob("figure-html")):
-        result = folder.parent / "execute-results" / "html.json"
-        try:
-            stored = read_result(result)
-        except FrozenError:
+    for base in result_dirs(root):
+        folder = base / "figure-html"
+        if not folder.is_dir():
             continue
+        try:
+            stored = read_result(base / "execute-results" / "html.json")
+        except FrozenError:
+            continue  # reported as corrupt elsewhere
         if stored is None:
-            continue  # an orphan or a folder Quarto is still writing: reported elsewhere
-        stem = folder.parent.name
-        used = set(figure_refs(stored["result"]["markdown"], stem))
+            continue
+        used = set(figure_refs(stored["result"]["markdown"], base.name))
         found += [p for p in sorted(folder.iterdir()) if p.is_file() and p.name not in used]
     return found
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import platform
 import sys
@@ -77,9 +78,13 @@ def make(source_hash: str, seconds: float, packages: dict[str, str], by: str = B
 def all_records(root: Path) -> dict[str, Path]:
     """Note path -> record file, for every record on disk."""
     folder = root / FOLDER
-    if not folder.is_dir():
-        return {}
-    return {p.relative_to(folder).as_posix().removesuffix(".json"): p for p in sorted(folder.rglob("*.json"))}
+    found = {}
+    for path, _, files in os.walk(folder):
+        for name in files:
+            if name.endswith(".json"):
+                record = Path(path) / name
+                found[record.relative_to(folder).as_posix().removesuffix(".json")] = record
+    return dict(sorted(found.items()))
 
 
 def orphans(root: Path) -> list[Path]:
@@ -93,14 +98,14 @@ def migrate(root: Path, current_hash) -> str | None:
     `current_hash(rel)` gives the hash of the note's stored result (the legacy file was written with it).
     """
     legacy = root / LEGACY
-    if not legacy.is_file():
-        return None
     try:
         data = json.loads(legacy.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None  # nothing to migrate (or a concurrent freeze just did it)
     except (json.JSONDecodeError, UnicodeDecodeError):
         data = None
     if not isinstance(data, dict):
-        legacy.unlink()
+        legacy.unlink(missing_ok=True)
         return (f"{LEGACY} was not valid JSON and has been removed; notes without a record show an unknown "
                 "environment until they are frozen again.")
     moved = 0
@@ -114,7 +119,7 @@ def migrate(root: Path, current_hash) -> str | None:
         record["by"] = BY_FREEZE
         write(root, rel, record)
         moved += 1
-    legacy.unlink()
+    legacy.unlink(missing_ok=True)
     return f"moved {moved} execution records from {LEGACY} to {FOLDER}/ (one file per note) and removed {LEGACY}."
 
 
