@@ -401,17 +401,18 @@ def run_parallel(root: Path, plans: list[Plan], jobs: int, timeout: int, progres
     from .execute import CellFailure, Execution
 
     waiting = list(plans)
-    running: dict[subprocess.Popen, tuple[Plan, Path, float]] = {}
+    running: dict[subprocess.Popen, tuple[Plan, Path, float]] = {}  # child -> (note, its output file, start)
     with tempfile.TemporaryDirectory(prefix="mlnotes-") as tmp:
         try:
             while waiting or running:
                 while waiting and len(running) < jobs:
                     plan = waiting.pop(0)
-                    out = Path(tmp) / f"{len(running)}-{time.monotonic_ns()}.pickle"
+                    out = Path(tmp) / f"{time.monotonic_ns()}.pickle"
                     options = json.dumps(plan.options, default=str)
-                    child = subprocess.Popen(
-                        [sys.executable, "-m", "mlnotes.worker", str(root), plan.rel, options, str(out), str(timeout)],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                    with open(out.with_suffix(".err"), "wb") as err:  # a file, not a pipe: it never fills up
+                        child = subprocess.Popen([sys.executable, "-m", "mlnotes.worker", str(root), plan.rel,
+                                                  options, str(out), str(timeout)],
+                                                 stdout=subprocess.DEVNULL, stderr=err)
                     running[child] = (plan, out, time.perf_counter())
                     progress(f"running   {plan.rel} ({plan.message})")
                 done = [c for c in running if c.poll() is not None]
@@ -420,9 +421,7 @@ def run_parallel(root: Path, plans: list[Plan], jobs: int, timeout: int, progres
                     continue
                 for child in done:
                     plan, out, started = running.pop(child)
-                    err = child.stderr.read().decode("utf-8", errors="replace") if child.stderr else ""
-                    if child.stderr:
-                        child.stderr.close()
+                    err = out.with_suffix(".err").read_text(encoding="utf-8", errors="replace")
                     if child.returncode == 130:
                         raise KeyboardInterrupt
                     if child.returncode == 0 and out.is_file():
@@ -443,8 +442,6 @@ def run_parallel(root: Path, plans: list[Plan], jobs: int, timeout: int, progres
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()
-                if child.stderr:
-                    child.stderr.close()
             raise
 
 
