@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from mlnotes import check, freeze, project  # noqa: E402
+from mlnotes import check, freeze, project, provenance  # noqa: E402
 from mlnotes.qmd import quarto_hash  # noqa: E402
 
 NOTE = """---
@@ -76,7 +76,6 @@ def synthetic_project(n: int) -> Path:
     (root / "about.qmd").write_text("---\ntitle: About\ndescription: x\n---\n")
     shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
     png = next((ROOT / "_freeze").rglob("*.png")).read_bytes()
-    record = {}
     start = date(2020, 1, 1)
     for i in range(n):
         day = (start + timedelta(days=i)).isoformat()
@@ -92,8 +91,8 @@ def synthetic_project(n: int) -> Path:
         figures = project.figure_dir(root, note)
         figures.mkdir(parents=True)
         (figures / f"fig-line-{i}-output-1.png").write_bytes(png)
-        record[rel] = {"executed": "2026-01-01", "seconds": 1.0, "python": "3.11.7", "packages": {}}
-    (root / "_execution.json").write_text(json.dumps(record))
+        provenance.write(root, rel, {"hash": quarto_hash(text), "executed": "2026-01-01", "seconds": 1.0,
+                                     "python": "3.11.7", "packages": {}, "by": provenance.BY_FREEZE})
     return root
 
 
@@ -183,8 +182,8 @@ def bench_freeze() -> list[str]:
 def bench_realign() -> list[str]:
     root = copy_project(True)
     try:
-        record = json.loads((root / "_execution.json").read_text())
-        heaviest = max(record, key=lambda k: record[k]["seconds"])
+        record = {rel: json.loads(path.read_text()) for rel, path in provenance.all_records(root).items()}
+        heaviest = max(record, key=lambda k: record[k]["seconds"] or 0)
         env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
                "GIT_COMMITTER_EMAIL": "b@b"}
         for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "base"]):

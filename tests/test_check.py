@@ -92,12 +92,15 @@ def test_missing_figure_file(project):
 
 
 def test_environment_stale(project):
-    record = json.loads((project / "_execution.json").read_text())
-    record["posts/2025-11-20/index.qmd"]["packages"]["matplotlib"] = "0.1"
-    (project / "_execution.json").write_text(json.dumps(record))
+    path = project / "_provenance/posts/2025-11-20/index.qmd.json"
+    record = json.loads(path.read_text())
+    record["packages"]["matplotlib"] = "0.1"
+    path.write_text(json.dumps(record))
     write(project / "requirements.txt", "matplotlib==3.11.2\n")
     assert any(p.startswith("posts/2025-11-20/index.qmd:1: frozen result is stale (environment): executed with "
-                            "matplotlib 0.1, pinned 3.11.2") for p in problems_for(project))
+                            "matplotlib 0.1, pinned 3.11.2; install the pins first (make, or pip install -r "
+                            "requirements.txt), then run: mlnotes freeze posts/2025-11-20/index.qmd")
+               for p in problems_for(project))
 
 
 def test_orphan(project):

@@ -349,7 +349,9 @@ def test_fresh_note_is_not_executed(tmp_project, capsys):
     assert freeze(tmp_project) == 0
     capsys.readouterr()
     assert freeze(tmp_project) == 0
-    assert "fresh     posts/a/index.qmd" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("0 executed, 0 realigned, 1 fresh, 0 failed in ")  # only the summary: nothing changed
+    assert out.count("\n") == 1
 
 
 def test_project_must_be_a_quarto_project(tmp_path, capsys):
@@ -423,3 +425,61 @@ def test_realign_handles_every_output_type(tmp_project, capsys):
     assert freeze(tmp_project, str(note)) == 0
     executed = stored(tmp_project)
     assert realigned == executed
+
+
+SMALL = '''---
+title: "Small"
+date: 2025-11-20
+categories: [daily]
+---
+
+Some prose.
+
+```{python}
+#| label: fig-s
+#| fig-cap: "Small"
+#| fig-alt: "A short line"
+import warnings
+import matplotlib.pyplot as plt
+warnings.warn("visible unless warning: false")
+print("printed")
+plt.plot([1, 2])
+plt.show()
+```
+'''
+
+
+def test_inert_front_matter_edit_realigns_byte_identically_to_execution(tmp_project, capsys):
+    note = frozen_and_committed(tmp_project, SMALL)
+    note.write_text(SMALL.replace('title: "Small"', 'title: "Small, retitled"\nsubtitle: "A subtitle"\n'
+                                  'description: "Now described."\ndate-modified: 2025-11-21\nauthor: Someone\n'
+                                  'concepts: [gradients]\nmentions: [softmax]\nanswers: ["2025-11-16#q1"]\n'
+                                  'draft: true\nimage: thumb.png')
+                    .replace("categories: [daily]", "categories: [daily, plots]"))
+    capsys.readouterr()
+    assert freeze(tmp_project) == 0
+    assert "realigned posts/a/index.qmd" in capsys.readouterr().out
+    realigned = stored(tmp_project)
+    assert freeze(tmp_project, str(note)) == 0
+    assert stored(tmp_project) == realigned
+
+
+@pytest.mark.parametrize("edit, key", [
+    ("execute:\n  echo: false", "execute"),
+    ("echo: false", "echo"),
+    ("output: false", "output"),
+    ("warning: false", "warning"),
+    ("fig-dpi: 50", "fig-dpi"),
+    ("format:\n  html:\n    code-fold: true", "format"),
+    ("jupyter: python3", "jupyter"),
+    ("an-option-mlnotes-does-not-know: 1", "an-option-mlnotes-does-not-know"),
+])
+def test_front_matter_option_edit_executes(tmp_project, capsys, edit, key):
+    note = frozen_and_committed(tmp_project, SMALL)
+    note.write_text(SMALL.replace("categories: [daily]\n", f"categories: [daily]\n{edit}\n"))
+    capsys.readouterr()
+    assert freeze(tmp_project) == 0
+    out = capsys.readouterr().out
+    assert f"running   posts/a/index.qmd (front matter changed: {key})" in out
+    assert "executed  posts/a/index.qmd" in out and "realigned " not in out
+    assert stored(tmp_project)["hash"] == quarto_hash(note.read_text())

@@ -92,9 +92,12 @@ def test_malformed_front_matter_names_path_and_line():
     assert "front matter" in str(e.value)
 
 
-def test_unclosed_cell_is_an_error():
-    with pytest.raises(QmdError, match=r"n.qmd:3: the Python cell"):
-        parse("text\n\n```{python}\nx = 1\n", "n.qmd")
+def test_unclosed_cell_is_prose_as_in_quarto():
+    """quartoMdToJupyter drops the opening fence line and keeps the rest as a markdown cell (not executed)."""
+    doc = parse("text\n```{python}\nx = 1\n```\n\nmore\n```{python}\ny = 2\n\n````\n", "n.qmd")
+    assert [c.code for c in doc.cells] == [["x = 1"]] and doc.unclosed_cell == 7 and doc.has_python_fence
+    assert [(c.kind, c.lines) for c in doc.chunks] == [
+        ("markdown", ["text"]), ("code", ["x = 1"]), ("markdown", ["more"]), ("markdown", ["y = 2", "", "````"])]
 
 
 def test_bad_cell_options_are_an_error():

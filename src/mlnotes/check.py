@@ -15,25 +15,14 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from . import freeze, notebook, pages, project
-from .qmd import Document, QmdError, parse_file, quarto_hash
+from . import freeze, notebook, pages, project, provenance
+from .provenance import pins  # noqa: F401 - kept importable as check.pins
+from .qmd import Document, QmdError, duplicate_labels, parse_file, quarto_hash
 
 DAILY = re.compile(r"^posts/(\d{4}-\d{2}-\d{2})[^/]*/index\.qmd$")
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+)")
 XREF = re.compile(r"(?<![\w@/])@((?:fig|tbl)-[A-Za-z0-9_-]*[A-Za-z0-9_])")
-PIN = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)")
-
-
-def pins(root: Path) -> dict[str, str]:
-    """Exact pins from requirements.txt, by lower-case distribution name."""
-    path = root / "requirements.txt"
-    found: dict[str, str] = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if m := PIN.match(line):
-                found[m.group(1).lower().replace("_", "-")] = m.group(2)
-    return found
 
 
 def key_line(doc: Document, key: str) -> int:
@@ -268,7 +257,9 @@ def check_figures(rel: str, doc: Document, stored: dict | None) -> list[str]:
     return problems
 
 
-def check_frozen(root: Path, rel: str, note: Path, doc: Document, provenance: dict, pinned: dict) -> tuple[list[str], dict | None]:
+def check_frozen(root: Path, rel: str, note: Path, doc: Document, pinned: dict) -> tuple[list[str], dict | None]:
+    """The note's frozen result and its record. Every problem here is one `mlnotes freeze` repairs by executing
+    (freeze.plan_note), except an environment that differs from the pins, which needs the pins installed."""
     result_path = project.result_file(root, note)
     try:
         stored = freeze.read_result(result_path)
@@ -279,15 +270,17 @@ def check_frozen(root: Path, rel: str, note: Path, doc: Document, provenance: di
     problems = []
     if stored["hash"] != quarto_hash(doc.text):
         problems.append(f"{rel}:1: frozen result is stale (source changed); run: mlnotes freeze")
-    record = provenance.get(rel)
-    if record is None:
-        problems.append(f"{rel}:1: no execution record in {freeze.PROVENANCE}; run: mlnotes freeze {rel}")
-    else:
-        for dist, version in sorted(record.get("packages", {}).items()):
-            want = pinned.get(dist.lower().replace("_", "-"))
-            if want and want != version:
-                problems.append(f"{rel}:1: frozen result is stale (environment): executed with {dist} {version}, "
-                                f"pinned {want}; run: mlnotes freeze {rel}")
+    try:
+        record = provenance.read(root, rel)
+    except provenance.RecordError as e:
+        problems.append(f"{rel}:1: {e} Run: mlnotes freeze {rel}")
+        record = None
+    # A result without a matching record was made elsewhere (real Quarto): valid, its environment unknown.
+    if record and record.get("hash") == stored["hash"]:
+        for dist, version, want in provenance.unpinned_versions(record, pinned):
+            problems.append(f"{rel}:1: frozen result is stale (environment): executed with {dist} {version}, "
+                            f"pinned {want}; install the pins first (make, or pip install -r requirements.txt), "
+                            f"then run: mlnotes freeze {rel}")
     figures = project.figure_dir(root, note)
     for name in freeze.figure_refs(stored["result"]["markdown"], note.stem):
         if not (figures / name).is_file():
@@ -295,16 +288,43 @@ def check_frozen(root: Path, rel: str, note: Path, doc: Document, provenance: di
     return problems, stored
 
 
+def check_cells(rel: str, doc: Document) -> list[str]:
+    """Cells Quarto would mishandle: repeated labels, and a ```{python} fence that is never closed."""
+    problems = [f"{rel}:{line}: the label {label} is already used by the cell at line {first}; labels must be unique."
+                for label, first, line in duplicate_labels(doc)]
+    if doc.unclosed_cell:
+        problems.append(f"{rel}:{doc.unclosed_cell}: this ```{{python}} cell is never closed, so Quarto does not run "
+                        "it and shows its code as text; close it with a ``` line.")
+    return problems
+
+
+def leftover_files(root: Path) -> list[str]:
+    """Stray figures, orphaned records and the legacy record file: none of them belongs to a current result."""
+    problems = [f"{project.rel(root, p)}:1: stray frozen file (no frozen result refers to it); "
+                f"remove it: rm {project.rel(root, p)} (or mlnotes freeze --prune)" for p in freeze.stray_files(root)]
+    problems += [f"{project.rel(root, p)}:1: execution record of a note that no longer exists; "
+                 "run: mlnotes freeze --prune" for p in provenance.orphans(root)]
+    if (root / provenance.LEGACY).is_file():
+        problems.append(f"{provenance.LEGACY}:1: execution records are now kept one file per note in "
+                        f"{provenance.FOLDER}/; run: mlnotes freeze (it moves them and removes this file)")
+    return problems
+
+
 def untracked_frozen(root: Path) -> list[str]:
-    """Files under _freeze/ that git does not track: a publish from a clean clone would miss them."""
-    if not (root / "_freeze").is_dir():
+    """Result files and records that git does not track: a publish from a clean clone would miss them.
+
+    Stray files (which no result refers to) are reported by leftover_files instead, with the command that
+    removes them, so this advice never invites committing them."""
+    if not (root / "_freeze").is_dir() and not (root / provenance.FOLDER).is_dir():
         return []
     try:
-        out = subprocess.run(["git", "ls-files", "--others", "--", "_freeze"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout
+        out = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "--", "_freeze", provenance.FOLDER],
+                             cwd=root, capture_output=True, text=True, check=True).stdout
     except (subprocess.CalledProcessError, FileNotFoundError):
         return []
-    return [f"{p}:1: frozen file is not tracked by git; run: git add _freeze" for p in out.splitlines() if p]
+    stray = {project.rel(root, p) for p in freeze.stray_files(root)}
+    return [f"{p}:1: {'execution record' if p.startswith(provenance.FOLDER) else 'frozen file'} is not tracked "
+            f"by git; run: git add {p}" for p in out.splitlines() if p and p not in stray]
 
 
 LINT_CACHE = Path(".mlnotes-cache") / "lint.json"  # ignored by git; findings by note code, see lint()
@@ -400,12 +420,8 @@ def lint(root: Path, docs: dict[str, Document]) -> list[str]:
 
 def check(root: Path, lint_cells: bool = True) -> list[str]:
     problems: list[str] = []
-    try:
-        provenance = freeze.read_provenance(root)
-    except freeze.FrozenError as e:
-        problems.append(f"{freeze.PROVENANCE}:1: {e}")
-        provenance = {}
-    pinned = pins(root)
+    freeze.forget_reads()
+    pinned = provenance.pins(root)
     docs: dict[str, Document] = {}  # executable notes, for the lint
     questions: dict[str, list[str]] = {}  # a daily note's folder -> its questions, for `answers:`
     parsed: dict[Path, Document] = {}  # every document, for the generated pages
@@ -422,8 +438,9 @@ def check(root: Path, lint_cells: bool = True) -> list[str]:
             questions[path.parent.name] = pages.questions_in(doc.text)
         problems += check_front_matter(rel, doc)
         problems += check_links(root, rel, path, doc)
-        if doc.cells:  # a document Quarto executes and freezes
-            frozen_problems, stored = check_frozen(root, rel, path, doc, provenance, pinned)
+        if doc.has_python_fence:  # a document Quarto executes and freezes
+            problems += check_cells(rel, doc)
+            frozen_problems, stored = check_frozen(root, rel, path, doc, pinned)
             problems += frozen_problems
             problems += check_figures(rel, doc, stored)
             docs[rel] = doc
@@ -432,6 +449,7 @@ def check(root: Path, lint_cells: bool = True) -> list[str]:
     for base in freeze.orphans(root):
         rel = project.rel(root, base / "execute-results" / "html.json")
         problems.append(f"{rel}:1: orphaned frozen result (its source is gone); run: mlnotes freeze --prune")
+    problems += leftover_files(root)
     problems += untracked_frozen(root)
     if pages.is_ml_notes(root):
         problems += pages.stale(root, parsed)

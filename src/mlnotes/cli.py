@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -58,28 +59,49 @@ def cmd_run(args) -> int:
 
 
 def cmd_freeze(args) -> int:
-    from . import freeze, pages
+    from . import freeze, pages, provenance
 
     root = _root(args)
     notes = project.resolve_paths(root, args.paths)
     start = time.perf_counter()
+    freeze.forget_reads()
+    say = lambda line: print(line, flush=True)  # noqa: E731
+
+    def stored_hash(rel: str) -> str | None:
+        try:
+            stored = freeze.read_result(project.result_file(root, root / rel))
+        except freeze.FrozenError:
+            return None
+        return stored["hash"] if stored else None
+
+    if message := provenance.migrate(root, stored_hash):
+        say(message)
+    if args.record:
+        if not args.paths:
+            raise ProjectError("--record needs the notes whose current frozen results you want to record.")
+        reports = freeze.record(root, notes)
+        for r in reports:
+            say(f"{'recorded' if r.status == 'recorded' else 'failed':9} {r.path}: {r.message}")
+        return 1 if any(r.status == "failed" for r in reports) else 0
     reports = freeze.freeze(root, notes, explicit=bool(args.paths), jobs=args.jobs, force=args.force,
-                            progress=lambda line: print(line, flush=True))
-    orphans = freeze.orphans(root)
-    for base in orphans:
-        rel = base.relative_to(root).as_posix()
-        if args.prune:
-            import shutil
-            shutil.rmtree(base)
-            print(f"pruned    {rel} (its source no longer exists)")
-        else:
-            print(f"orphan    {rel} (its source no longer exists; --prune removes it)")
+                            progress=say, timeout=args.timeout)
+    leftovers = [(base, "orphan", "its source no longer exists") for base in freeze.orphans(root)]
+    leftovers += [(path, "orphan", "execution record of a note that no longer exists")
+                  for path in provenance.orphans(root)]
+    leftovers += [(path, "stray", "no frozen result refers to it") for path in freeze.stray_files(root)]
+    for path, kind, why in leftovers:
+        rel = path.relative_to(root).as_posix()
+        say(f"pruned    {rel} ({why})" if args.prune else f"{kind:9} {rel} ({why}; --prune removes it)")
+    if args.prune:
+        freeze.prune(root, [path for path, _, _ in leftovers])
     if pages.is_ml_notes(root):
         for path in pages.refresh(root):
-            print(f"updated   {path}")
+            say(f"updated   {path}")
     notebook_problems = _refresh_notebooks(root)
-    counts = {s: sum(r.status == s for r in reports) for s in ("fresh", "realigned", "executed", "failed")}
-    print(", ".join(f"{n} {s}" for s, n in counts.items()) + f" in {time.perf_counter() - start:.1f}s")
+    counts = {s: sum(r.status == s for r in reports) for s in ("executed", "realigned", "fresh", "failed")}
+    if n := sum(r.status == "skipped" for r in reports):
+        counts["skipped"] = n
+    say(", ".join(f"{n} {s}" for s, n in counts.items()) + f" in {time.perf_counter() - start:.1f}s")
     return 1 if counts["failed"] or notebook_problems else 0
 
 
@@ -89,9 +111,9 @@ def _refresh_notebooks(root: Path) -> list[str]:
 
     written, problems = notebook.refresh(root)
     for path in written:
-        print(f"updated   {path}")
+        print(f"updated   {path}", flush=True)
     for problem in problems:
-        print(problem)
+        print(problem, flush=True)
     return problems
 
 
@@ -140,7 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", "-j", type=int, default=None, help="notes executed in parallel (default: number of cores)")
     p.add_argument("--project", help="the Quarto project folder (default: found from the current folder)")
     p.add_argument("--force", action="store_true", help="replace corrupt or merge-conflicted frozen results")
-    p.add_argument("--prune", action="store_true", help="remove frozen results whose source was deleted or renamed")
+    p.add_argument("--prune", action="store_true",
+                   help="remove frozen results and records whose source was deleted or renamed, and stray files")
+    p.add_argument("--timeout", type=int, default=600, metavar="SECONDS",
+                   help="longest a single cell may run before the note fails (default: 600, as Quarto)")
+    p.add_argument("--record", action="store_true",
+                   help="record the current environment for the named notes' current results (e.g. made by "
+                        "real Quarto) without executing anything")
     p.set_defaults(func=cmd_freeze)
 
     p = sub.add_parser("notebooks", help="rewrite the readers' notebooks and page links from the frozen results")
@@ -163,6 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "jobs", None) is not None and args.jobs < 1:
         print("--jobs must be a positive number.", file=sys.stderr)
         return 2
+    if getattr(args, "timeout", None) is not None and args.timeout < 1:
+        print("--timeout must be a positive number of seconds.", file=sys.stderr)
+        return 2
+    try:
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # so kernels are shut down and their files removed
+    except ValueError:  # not the main thread (mlnotes used as a library)
+        previous = None
     try:
         return args.func(args)
     except ProjectError as e:
@@ -171,6 +206,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; frozen results already written are complete, the rest are unchanged.", file=sys.stderr)
         return 130
+    except OSError as e:  # an unwritable folder, a full disk: one sentence, not a traceback
+        where = f" {project.rel(Path.cwd(), Path(e.filename))}" if e.filename else ""
+        print(f"could not write{where}: {e.strerror or e}; files already written are complete, "
+              "the rest are unchanged.", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

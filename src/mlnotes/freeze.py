@@ -1,35 +1,40 @@
 """Frozen results in Quarto's format: `_freeze/<note>/execute-results/html.json` plus its figures.
 
-A note is `fresh` when the stored hash matches its source, `realigned` when only prose changed since the
-stored result was made (the prose is spliced into the stored markdown, nothing runs), and `executed`
-otherwise. Every write is atomic and a failing note keeps its previous result.
+A note is `fresh` when the stored hash matches its source and its result is complete, `realigned` when only
+prose (or inert front matter such as the title) changed since the stored result was made (the prose is
+spliced into the stored markdown, nothing runs), and `executed` otherwise. A note's result (figures and
+html.json) is replaced as a whole or not at all, and a failing note keeps its previous result. Each
+execution also writes the note's record in `_provenance/` (see provenance.py).
 """
 
 from __future__ import annotations
 
-import ast
 import json
-import multiprocessing
 import os
-import platform
+import pickle
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import date
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import fsutil, project
+from . import fsutil, project, provenance
 from .markdown import prose_texts, render
-from .qmd import Document, QmdError, parse, parse_file, quarto_hash
+from .qmd import Document, QmdError, duplicate_labels, load_yaml, parse, parse_file, quarto_hash
 
 if TYPE_CHECKING:  # execute imports nbclient; `mlnotes check` never needs it
     from .execute import Execution
 
-PROVENANCE = "_execution.json"  # committed; Quarto ignores files starting with "_"
+CACHE = ".mlnotes-cache/sources"  # ignored by git: the sources results were made from, for realign
+DEFAULT_TIMEOUT = 600  # seconds per cell, as Quarto's jupyter engine
+
+# Front-matter keys that change neither execution nor the markdown of a cell: editing only these realigns.
+INERT_KEYS = frozenset("""title subtitle description abstract date date-modified categories concepts mentions
+    answers author authors draft image image-alt keywords aliases license copyright citation order""".split())
 
 
 class FrozenError(Exception):
@@ -54,10 +59,33 @@ def _shown(path: Path) -> str:
     return Path(*parts[len(parts) - 1 - parts[::-1].index("_freeze"):]).as_posix()
 
 
+# path -> ((inode, mtime, size), result): each result is parsed once per command (forget_reads() starts afresh)
+_READ: dict[Path, tuple[tuple[int, int, int], dict]] = {}
+
+
+_DIRS: dict[Path, list[Path]] = {}  # root -> result_dirs(root), once per command
+
+
+def forget_reads() -> None:
+    _READ.clear()
+    _DIRS.clear()
+
+
 def read_result(path: Path) -> dict | None:
     """The stored {hash, result}, None when absent; FrozenError when corrupt or merge-conflicted."""
-    if not path.exists():
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    key = (st.st_ino, st.st_mtime_ns, st.st_size)
+    if (hit := _READ.get(path)) and hit[0] == key:
+        return hit[1]
+    data = _read_result(path)
+    _READ[path] = (key, data)
+    return data
+
+
+def _read_result(path: Path) -> dict:
     text = path.read_text(encoding="utf-8", errors="replace")
     shown = _shown(path)
     if "<<<<<<<" in text and "=======" in text and ">>>>>>>" in text:
@@ -93,62 +121,31 @@ def figure_refs(markdown: str, stem: str) -> list[str]:
     return sorted(set(re.findall(re.escape(stem) + r"_files/figure-html/([^)\s}]+)", markdown)))
 
 
-# ---------------------------------------------------------------- provenance
-
-def imported_modules(doc: Document) -> list[str]:
-    names: set[str] = set()
-    for cell in doc.cells:
-        try:
-            tree = ast.parse("\n".join(ln for ln in cell.code if not ln.lstrip().startswith(("%", "!"))))
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names.update(a.name.split(".")[0] for a in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                names.add(node.module.split(".")[0])
-    return sorted(names)
-
-
-def package_versions(modules: list[str]) -> dict[str, str]:
-    """Distribution versions of the third-party modules a note imports (the standard library is left out)."""
-    dists = metadata.packages_distributions()
-    versions = {}
-    for mod in modules:
-        if mod in sys.stdlib_module_names:
-            continue
-        for dist in dists.get(mod, [mod]):
-            try:
-                versions[dist.lower()] = metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                pass
-    return dict(sorted(versions.items()))
-
-
-def read_provenance(root: Path) -> dict:
-    path = root / PROVENANCE
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        raise FrozenError(f"{path} is not valid JSON; delete it and rerun mlnotes freeze on every note.") from None
-    return data if isinstance(data, dict) else {}
-
-
-def write_provenance(root: Path, data: dict) -> None:
-    """Rewrite the record (atomically, only if it changed), dropping notes that no longer exist."""
-    kept = {k: v for k, v in sorted(data.items()) if (root / k).is_file()}
-    text = json.dumps(kept, indent=2, sort_keys=True) + "\n"
-    path = root / PROVENANCE
-    if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        fsutil.write_text(path, text)
-
-
 # ---------------------------------------------------------------- realign
 
+def cache_path(root: Path, source_hash: str) -> Path:
+    return root / CACHE / f"{source_hash}.qmd"
+
+
+def remember_source(root: Path, text: str) -> None:
+    """Keep the source a result was made from, so a later prose edit realigns even before a commit."""
+    path = cache_path(root, quarto_hash(text))
+    if path.is_file():
+        return
+    try:
+        fsutil.write_text(path, text)
+    except OSError:
+        pass  # only a cache: realign falls back to git history
+
+
 def source_at_hash(root: Path, note: Path, wanted: str) -> str | None:
-    """The version of `note` in git history whose Quarto hash is `wanted`, if any."""
+    """The source of `note` whose Quarto hash is `wanted`: from the local cache, else from git history."""
+    try:
+        text = cache_path(root, wanted).read_text(encoding="utf-8")
+        if quarto_hash(text) == wanted:
+            return text
+    except (OSError, UnicodeDecodeError):
+        pass
     rel = project.rel(root, note)
     try:
         top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True,
@@ -222,25 +219,46 @@ def _code_chunk_end(md: str, pos: int) -> int | None:
     return None
 
 
+def execution_metadata(doc: Document) -> dict:
+    """Document metadata that may affect execution or the markdown: the front matter and any later YAML block
+    (Quarto merges them all), minus the inert keys."""
+    merged: dict = dict(doc.front_matter)
+    for chunk in doc.chunks[1:]:
+        if chunk.kind != "raw":
+            continue
+        try:
+            data = load_yaml("\n".join(chunk.lines[1:-1]))
+        except Exception:  # noqa: BLE001 - an unparsable block is compared as text
+            data = {"(unparsable YAML)": "\n".join(chunk.lines)}
+        if isinstance(data, dict):
+            merged.update(data)
+    return {k: v for k, v in merged.items() if k not in INERT_KEYS}
+
+
 def realign(stored: dict, old_text: str, new: Document, base_dir: Path | None = None,
-            root: Path | None = None, title_fixup: bool = True) -> str | None:
-    """New markdown with `new`'s prose and the stored code outputs, when only prose changed."""
+            root: Path | None = None, title_fixup: bool = True) -> tuple[str | None, str]:
+    """(new markdown with `new`'s prose and the stored code outputs, "") when only prose changed, else (None, why)."""
     try:
         old = parse(old_text, new.path, base_dir=base_dir, root=root)
     except QmdError:
-        return None
+        return None, "the stored result's source does not parse"
     if [c.signature() for c in old.cells] != [c.signature() for c in new.cells]:
-        return None
+        return None, "code or cell options changed"
+    old_meta, new_meta = execution_metadata(old), execution_metadata(new)
+    if old_meta != new_meta:
+        keys = sorted(k for k in set(old_meta) | set(new_meta) if old_meta.get(k) != new_meta.get(k))
+        return None, "front matter changed: " + ", ".join(keys)
     if any(c.inline_expressions() for c in old.chunks + new.chunks):
-        return None  # inline values are computed by the kernel: execute
+        return None, "inline `{python}` values are computed by the kernel"
     pieces = split_stored(stored["result"]["markdown"], old, title_fixup)
     if pieces is None:
-        return None
+        return None, "the stored markdown does not line up with its source"
     # prose may have been added or removed anywhere: keep each code cell's stored text, in order
     code_pieces = iter([piece for piece, chunk in zip(pieces, old.chunks) if chunk.cell is not None])
     prefix, prose = prose_texts(new, title_fixup=title_fixup)
-    return prefix + "".join(next(code_pieces) if chunk.cell is not None else prose[number]
-                            for number, chunk in enumerate(new.chunks))
+    md = prefix + "".join(next(code_pieces) if chunk.cell is not None else prose[number]
+                          for number, chunk in enumerate(new.chunks))
+    return md, ""
 
 
 # ---------------------------------------------------------------- freeze
@@ -248,137 +266,292 @@ def realign(stored: dict, old_text: str, new: Document, base_dir: Path | None = 
 @dataclass
 class Plan:
     note: Path
+    rel: str
     doc: Document | None = None
     stored: dict | None = None
-    action: str = "execute"  # fresh | realign | execute | error
-    message: str = ""
+    record: dict | None = None
+    action: str = "execute"  # fresh | realign | execute | skip | stale | error
+    message: str = ""  # why it executes, or what is wrong
     new_markdown: str = ""
     options: dict = field(default_factory=dict)
 
 
-def _execute_job(root: str, rel: str, options: dict) -> tuple[Execution, dict]:
-    """Run one note (in a worker process when --jobs > 1); paths in reports stay project-relative."""
-    from .execute import execute
+def missing_figures(root: Path, note: Path, stored: dict) -> list[str]:
+    folder = project.result_file(root, note).parent.parent / "figure-html"
+    return [name for name in figure_refs(stored["result"]["markdown"], note.stem) if not (folder / name).is_file()]
 
-    note = Path(root) / rel
-    doc = parse_file(note, Path(root), Path(rel))
-    execution = execute(doc, options, cwd=project.working_dir(Path(root), note))
-    return execution, package_versions(imported_modules(doc))
+
+def plan_note(root: Path, note: Path, explicit: bool, force: bool, pinned: dict[str, str]) -> Plan:
+    """Decide what a note needs. Whatever makes `mlnotes check` fail for a note's result makes it execute."""
+    plan = Plan(note, project.rel(root, note))
+    try:
+        plan.doc = parse_file(note, root, Path(plan.rel))
+        plan.options = project.execute_options(root, plan.doc, note)
+    except (QmdError, project.ProjectError) as e:
+        plan.action, plan.message = "error", str(e)
+        return plan
+    if not plan.doc.has_python_fence:
+        plan.action, plan.message = "skip", "no Python cells; nothing to freeze"
+        return plan
+    if dups := duplicate_labels(plan.doc):
+        label, first, line = dups[0]
+        plan.action = "error"
+        plan.message = (f"{plan.rel}:{line}: the label {label} is already used by the cell at line {first}; "
+                        "labels must be unique (a repeated figure label overwrites the first figure), so this "
+                        "note is not executed.")
+        return plan
+    try:
+        plan.stored = read_result(project.result_file(root, note))
+    except FrozenError as e:
+        if not force:
+            plan.action, plan.message = "error", str(e)
+            return plan
+        plan.message = "its frozen result was corrupt"
+        return plan
+    record_broken = ""
+    try:
+        plan.record = provenance.read(root, plan.rel)
+    except provenance.RecordError:
+        record_broken = "its execution record is corrupt"
+    current = quarto_hash(plan.doc.text)
+    if explicit:
+        plan.message = "named on the command line"
+    elif plan.stored is None:
+        plan.message = "no frozen result"
+    elif missing := missing_figures(root, note, plan.stored):
+        plan.message = f"frozen figure {missing[0]} is missing"
+    elif record_broken:
+        plan.message = record_broken
+    elif plan.stored["hash"] == current:
+        remember_source(root, plan.doc.text)
+        plan.action = "fresh"
+        record = plan.record if plan.record and plan.record.get("hash") == current else None
+        if record and (behind := provenance.unpinned_versions(record, pinned)):
+            installed = {d: provenance.installed_version(d) for d, _, _ in behind}
+            if all(installed[d] == want for d, _, want in behind):
+                plan.action, plan.message = "execute", "executed under package versions other than the pins"
+            else:
+                dist, version, want = behind[0]
+                plan.action = "stale"
+                plan.message = (f"{plan.rel}: frozen result is stale (environment): executed with {dist} {version}, "
+                                f"pinned {want}, and {dist} {installed[dist] or '(not installed)'} is installed; "
+                                f"install the pins first (make, or pip install -r requirements.txt), then run: "
+                                f"mlnotes freeze {plan.rel}")
+    else:
+        old = source_at_hash(root, note, plan.stored["hash"])
+        if old is None:
+            plan.message = "the source of its frozen result is neither committed nor cached"
+        else:
+            md, why = realign(plan.stored, old, plan.doc, note.parent, root, project.title_fixup(root))
+            if md is None:
+                plan.message = why
+            else:
+                plan.action, plan.new_markdown = "realign", md
+    return plan
 
 
 def freeze(root: Path, notes: list[Path], explicit: bool = False, jobs: int | None = None, force: bool = False,
-           progress=print) -> list[Report]:
-    """Bring the frozen results of `notes` up to date; `explicit` re-executes them even when fresh."""
-    jobs = max(1, jobs or os.cpu_count() or 1)
-    plans: list[Plan] = []
-    for note in notes:
-        plan = Plan(note)
-        plans.append(plan)
-        try:
-            plan.doc = parse_file(note, root, Path(project.rel(root, note)))
-            plan.options = project.execute_options(root, plan.doc, note)
-            plan.stored = read_result(project.result_file(root, note))
-        except (QmdError, project.ProjectError) as e:
-            plan.action, plan.message = "error", str(e)
-            continue
-        except FrozenError as e:
-            if not force:
-                plan.action, plan.message = "error", str(e)
-                continue
-            plan.stored = None
-        current = quarto_hash(plan.doc.text)
-        if explicit or plan.stored is None:
-            plan.action = "execute"
-        elif plan.stored["hash"] == current:
-            plan.action = "fresh"
-        else:
-            old = source_at_hash(root, note, plan.stored["hash"])
-            md = (realign(plan.stored, old, plan.doc, note.parent, root, project.title_fixup(root))
-                  if old is not None else None)
-            if md is not None:
-                plan.action, plan.new_markdown = "realign", md
-            else:
-                plan.action = "execute"
+           progress=print, timeout: int = DEFAULT_TIMEOUT) -> list[Report]:
+    """Bring the frozen results of `notes` up to date; `explicit` re-executes them even when fresh.
 
+    `progress` gets one line per note that changed, failed or needs the author (fresh notes are quiet).
+    """
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    forget_reads()
+    pinned = provenance.pins(root)
+    plans = [plan_note(root, note, explicit, force, pinned) for note in notes]
     reports: list[Report] = []
-    provenance = read_provenance(root)
     for plan in plans:
-        rel = project.rel(root, plan.note)
-        if plan.action == "error":
-            reports.append(Report(rel, "failed", 0.0, plan.message))
-            progress(f"failed    {rel}\n{plan.message}")
+        if plan.action in ("error", "stale"):
+            reports.append(Report(plan.rel, "failed", 0.0, plan.message))
+            progress(f"{'failed' if plan.action == 'error' else 'stale':9} {plan.rel}\n{plan.message}")
+        elif plan.action == "skip":
+            reports.append(Report(plan.rel, "skipped", 0.0, plan.message))
+            progress(f"skipped   {plan.rel}: {plan.message}")
         elif plan.action == "fresh":
-            reports.append(Report(rel, "fresh"))
-            progress(f"fresh     {rel}")
+            reports.append(Report(plan.rel, "fresh"))
         elif plan.action == "realign":
             start = time.perf_counter()
-            stored = plan.stored["result"]
-            text = json.dumps({"hash": quarto_hash(plan.doc.text),
-                               "result": {**stored, "markdown": plan.new_markdown}}, indent=2, ensure_ascii=False)
-            fsutil.write_text(project.result_file(root, plan.note), text)
+            write_realigned(root, plan)
             seconds = time.perf_counter() - start
-            reports.append(Report(rel, "realigned", seconds))
-            progress(f"realigned {rel}  {seconds:.2f}s")
-
-    to_run = [p for p in plans if p.action == "execute"]
+            reports.append(Report(plan.rel, "realigned", seconds))
+            progress(f"realigned {plan.rel}  {seconds:.2f}s")
 
     def finish(plan: Plan, execution: Execution, versions: dict) -> None:
-        rel = project.rel(root, plan.note)
         if not execution.ok:
-            reports.append(Report(rel, "failed", execution.seconds, execution.failure.report()))
-            progress(f"failed    {rel}  {execution.seconds:.1f}s\n{execution.failure.report()}")
+            reports.append(Report(plan.rel, "failed", execution.seconds, execution.failure.report()))
+            progress(f"failed    {plan.rel}  {execution.seconds:.1f}s\n{execution.failure.report()}")
             return
-        write_frozen(root, plan.note, plan.doc, execution, plan.options)
-        provenance[rel] = {
-            "executed": date.today().isoformat(),
-            "seconds": round(execution.seconds, 1),
-            "python": platform.python_version(),
-            "packages": versions,
-        }
-        write_provenance(root, provenance)  # after each note, so an interrupted run keeps its record
-        reports.append(Report(rel, "executed", execution.seconds))
-        progress(f"executed  {rel}  {execution.seconds:.1f}s")
+        try:
+            write_frozen(root, plan.note, plan.doc, execution, plan.options)
+        except OSError as e:
+            message = (f"could not write the frozen result of {plan.rel} ({e.strerror or e}); "
+                       "its previous result is unchanged.")
+            reports.append(Report(plan.rel, "failed", execution.seconds, message))
+            progress(f"failed    {plan.rel}\n{message}")
+            return
+        record = provenance.make(quarto_hash(plan.doc.text), execution.seconds, versions)
+        provenance.write(root, plan.rel, record)  # after each note, so an interrupted run keeps its record
+        remember_source(root, plan.doc.text)
+        reports.append(Report(plan.rel, "executed", execution.seconds))
+        progress(f"executed  {plan.rel}  {execution.seconds:.1f}s")
 
+    to_run = [p for p in plans if p.action == "execute"]
     if jobs == 1 or len(to_run) <= 1:
+        from .worker import run_note
         for plan in to_run:
-            execution, versions = _execute_job(str(root), project.rel(root, plan.note), plan.options)
+            progress(f"running   {plan.rel} ({plan.message})")
+            execution, versions = run_note(root, plan.rel, plan.options, timeout)
             finish(plan, execution, versions)
     else:
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(jobs, len(to_run)), mp_context=ctx) as pool:
-            futures = {pool.submit(_execute_job, str(root), project.rel(root, p.note), p.options): p for p in to_run}
-            for fut in as_completed(futures):
-                execution, versions = fut.result()
-                finish(futures[fut], execution, versions)
-    if provenance:
-        write_provenance(root, provenance)
-    order = {project.rel(root, p.note): i for i, p in enumerate(plans)}
+        run_parallel(root, to_run, jobs, timeout, progress, finish)
+    order = {p.rel: i for i, p in enumerate(plans)}
     reports.sort(key=lambda r: order.get(r.path, 0))
     return reports
 
 
+def run_parallel(root: Path, plans: list[Plan], jobs: int, timeout: int, progress, finish) -> None:
+    """Execute notes in up to `jobs` child processes; on an interrupt, stop them all (each cleans up its kernel)."""
+    from .execute import CellFailure, Execution
+
+    waiting = list(plans)
+    running: dict[subprocess.Popen, tuple[Plan, Path, float]] = {}  # child -> (note, its output file, start)
+    with tempfile.TemporaryDirectory(prefix="mlnotes-") as tmp:
+        try:
+            while waiting or running:
+                while waiting and len(running) < jobs:
+                    plan = waiting.pop(0)
+                    out = Path(tmp) / f"{time.monotonic_ns()}.pickle"
+                    options = json.dumps(plan.options, default=str)
+                    with open(out.with_suffix(".err"), "wb") as err:  # a file, not a pipe: it never fills up
+                        child = subprocess.Popen([sys.executable, "-m", "mlnotes.worker", str(root), plan.rel,
+                                                  options, str(out), str(timeout)],
+                                                 stdout=subprocess.DEVNULL, stderr=err)
+                    running[child] = (plan, out, time.perf_counter())
+                    progress(f"running   {plan.rel} ({plan.message})")
+                done = [c for c in running if c.poll() is not None]
+                if not done:
+                    time.sleep(0.05)
+                    continue
+                for child in done:
+                    plan, out, started = running.pop(child)
+                    err = out.with_suffix(".err").read_text(encoding="utf-8", errors="replace")
+                    if child.returncode == 130:
+                        raise KeyboardInterrupt
+                    if child.returncode == 0 and out.is_file():
+                        execution, versions = pickle.loads(out.read_bytes())
+                    else:
+                        execution, versions = Execution(failure=CellFailure(
+                            Path(plan.rel), 1, "WorkerError", f"the process executing the note exited with status "
+                            f"{child.returncode}", err.strip()[-2000:])), {}
+                        execution.seconds = time.perf_counter() - started
+                    finish(plan, execution, versions)
+        except BaseException:
+            for child in running:
+                if child.poll() is None:
+                    child.terminate()  # the worker turns SIGTERM into a clean kernel shutdown
+            for child in running:
+                try:
+                    child.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+            raise
+
+
+def write_realigned(root: Path, plan: Plan) -> None:
+    """The stored result with the new prose and hash; the note's record (if it describes that result) follows."""
+    new_hash = quarto_hash(plan.doc.text)
+    text = json.dumps({"hash": new_hash, "result": {**plan.stored["result"], "markdown": plan.new_markdown}},
+                      indent=2, ensure_ascii=False)
+    fsutil.write_text(project.result_file(root, plan.note), text)
+    if plan.record and plan.record.get("hash") == plan.stored["hash"]:
+        provenance.write(root, plan.rel, {**plan.record, "hash": new_hash})
+    remember_source(root, plan.doc.text)
+
+
 def write_frozen(root: Path, note: Path, doc: Document, execution: Execution, options: dict) -> None:
-    """Write figures then html.json, each atomically; the markdown refers to `<stem>_files/figure-html/`."""
+    """Replace the note's figures and html.json together: all of the new result lands, or none of it."""
     stem = note.stem
     rendered = render(doc, execution.outputs, options, stem=stem, inline=execution.inline,
                       title_fixup=project.title_fixup(root))
-    fsutil.replace_dir(project.figure_dir(root, note), rendered.figures)
     text = result_json(quarto_hash(doc.text), rendered.markdown, stem, rendered.has_html)
-    fsutil.write_text(project.result_file(root, note), text)
+    files = {f"figure-html/{name}": data for name, data in rendered.figures.items()}
+    files["execute-results/html.json"] = text.encode("utf-8")
+    fsutil.replace_tree(project.freeze_dir(root, note), files, owned=("figure-html", "execute-results/html.json"))
+
+
+def record(root: Path, notes: list[Path]) -> list[Report]:
+    """Record the current environment for results made elsewhere (e.g. by real Quarto), executing nothing."""
+    reports = []
+    for note in notes:
+        rel = project.rel(root, note)
+        try:
+            doc = parse_file(note, root, Path(rel))
+            stored = read_result(project.result_file(root, note))
+        except (QmdError, FrozenError) as e:
+            reports.append(Report(rel, "failed", 0.0, str(e)))
+            continue
+        if stored is None or stored["hash"] != quarto_hash(doc.text):
+            reports.append(Report(rel, "failed", 0.0, f"{rel} has no current frozen result to record; "
+                                                       f"run: mlnotes freeze {rel}"))
+            continue
+        versions = provenance.package_versions(provenance.imported_modules([c.code for c in doc.cells]))
+        rec = provenance.make(stored["hash"], 0.0, versions, by=provenance.BY_AUTHOR)
+        rec["seconds"] = None
+        provenance.write(root, rel, rec)
+        reports.append(Report(rel, "recorded", 0.0, "environment recorded by author; nothing executed"))
+    return reports
+
+
+def result_dirs(root: Path) -> list[Path]:
+    """Every `_freeze/<note>` folder holding an `execute-results/html.json`, found in one walk."""
+    if root in _DIRS:
+        return _DIRS[root]
+    found = []
+    for folder, subdirs, _ in os.walk(root / "_freeze"):
+        if folder == str(root / "_freeze"):
+            subdirs[:] = [d for d in subdirs if d != "site_libs"]
+        if "execute-results" in subdirs and os.path.isfile(os.path.join(folder, "execute-results", "html.json")):
+            found.append(Path(folder))
+        subdirs[:] = [d for d in subdirs if d not in ("execute-results", "figure-html")]
+    _DIRS[root] = sorted(found)
+    return _DIRS[root]
 
 
 def orphans(root: Path) -> list[Path]:
     """Frozen result folders whose source document no longer exists."""
-    found = []
     freeze_root = root / "_freeze"
-    if not freeze_root.is_dir():
-        return found
-    for result in sorted(freeze_root.rglob("execute-results/html.json")):
-        base = result.parent.parent
-        rel = base.relative_to(freeze_root)
-        if rel.parts and rel.parts[0] == "site_libs":
+    return [base for base in result_dirs(root)
+            if not any((root / base.relative_to(freeze_root)).with_suffix(ext).exists()
+                       for ext in (".qmd", ".ipynb", ".md", ".Rmd"))]
+
+
+def stray_files(root: Path) -> list[Path]:
+    """Files in a note's `_freeze/<note>/figure-html/` that its stored markdown does not refer to."""
+    found = []
+    for base in result_dirs(root):
+        folder = base / "figure-html"
+        if not folder.is_dir():
             continue
-        if not any((root / rel).with_suffix(ext).exists() for ext in (".qmd", ".ipynb", ".md", ".Rmd")):
-            found.append(base)
+        try:
+            stored = read_result(base / "execute-results" / "html.json")
+        except FrozenError:
+            continue  # reported as corrupt elsewhere
+        if stored is None:
+            continue
+        used = set(figure_refs(stored["result"]["markdown"], base.name))
+        found += [p for p in sorted(folder.iterdir()) if p.is_file() and p.name not in used]
     return found
+
+
+def prune(root: Path, paths: list[Path]) -> None:
+    """Remove orphaned results, stray files and records, then the folders they leave empty."""
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        for top in (root / "_freeze", root / provenance.FOLDER):
+            if top in path.parents:
+                fsutil.remove_empty_parents(path, top)

@@ -15,7 +15,6 @@ mentions goes under `mentions:`. Only `concepts:` counts as covered.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,26 +221,64 @@ def _link(post: Post) -> str:
 
 # ---------------------------------------------------------------- execution record
 
-def execution_qmd(root: Path) -> str:
-    path = root / "_execution.json"
-    record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    rows = []
-    record = {note: info for note, info in record.items() if (root / note).is_file() and not is_draft(root / note)}
-    for note, info in sorted(record.items()):
-        packages = ", ".join(f"{k} {v}" for k, v in sorted(info.get("packages", {}).items())) or "standard library"
+def _stored_hash(path: Path) -> str | None:
+    """The hash of a frozen result: Quarto writes it first, so the head of the file is enough."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            head = f.read(200)
+    except OSError:
+        return None
+    m = re.search(r'"hash":\s*"([0-9a-f]+)"', head)
+    return m.group(1) if m else None
+
+
+def execution_qmd(root: Path, docs: dict[Path, Document] | None = None) -> str:
+    from . import project, provenance
+    rows, total = [], 0.0
+    for path in project.notes(root):
+        note = project.rel(root, path)
+        stored = _stored_hash(project.result_file(root, path))
+        if stored is None:
+            continue
+        doc = (docs or {}).get(path)
+        if doc is None:
+            try:
+                fm = parse_front_matter(read_text(path), note)[0]
+            except (QmdError, OSError, UnicodeDecodeError):
+                fm = {}
+        else:
+            fm = doc.front_matter
+        if fm.get("draft") is True:
+            continue  # Quarto keeps drafts out of the listing and feed; so does this page
+        dated = fm.get("date")
+        dated = dated.isoformat() if hasattr(dated, "isoformat") else str(dated or "")
         href = "../" + note if not note.startswith("notes/") else note.removeprefix("notes/")
-        rows.append(f"| [{note}]({href}) | {info.get('executed', '')} | {info.get('seconds', '')} | "
+        try:
+            info = provenance.read(root, note)
+        except provenance.RecordError:
+            info = None
+        if not info or info.get("hash") != stored:
+            rows.append(f"| [{note}]({href}) | {dated} | unknown | | | environment unknown: made without "
+                        "`mlnotes freeze` (e.g. by Quarto) |")
+            continue
+        packages = ", ".join(f"{k} {v}" for k, v in sorted(info.get("packages", {}).items())) or "standard library"
+        if info.get("by") == provenance.BY_AUTHOR:
+            packages += " (recorded by author)"
+        seconds = info.get("seconds")
+        total += float(seconds or 0)
+        rows.append(f"| [{note}]({href}) | {dated} | {info.get('executed', '')} | {'' if seconds is None else seconds} | "
                     f"{info.get('python', '')} | {packages} |")
-    total = sum(float(i.get("seconds", 0)) for i in record.values())
     return "\n".join([
         "---", 'title: "Execution record"',
         'description: "When each note was last executed, how long it took, and with which package versions."',
         "---", "", GENERATED, "",
         "Quarto reuses a note's frozen outputs while its text is unchanged, whatever the installed packages. "
-        "This table records what each frozen result was made with; `mlnotes check` reports a note as stale "
-        "when it was executed under versions other than the pins in `requirements.txt`.", "",
+        "This table records what each frozen result was made with (from `_provenance/`, one file per note); "
+        "`mlnotes check` reports a note as stale when it was executed under versions other than the pins in "
+        "`requirements.txt`. A result made by Quarto itself has no record: its environment is unknown until "
+        "`mlnotes freeze --record <note>` records the current one.", "",
         f"{len(rows)} notes, {total:.1f} s of execution in all.", "",
-        "| Note | Executed on | Seconds | Python | Packages |", "|---|---|---|---|---|", *rows, ""])
+        "| Note | Note's date | Executed on | Seconds | Python | Packages |", "|---|---|---|---|---|---|", *rows, ""])
 
 
 # ---------------------------------------------------------------- refresh and staleness
@@ -253,7 +290,7 @@ def expected(root: Path, docs: dict[Path, Document] | None = None) -> dict[str, 
         "notes/questions.yml": questions_yaml(posts),
         "notes/questions.qmd": questions_qmd(posts),
         "notes/roadmap.qmd": roadmap_qmd(root, posts, docs),
-        "notes/execution.qmd": execution_qmd(root),
+        "notes/execution.qmd": execution_qmd(root, docs),
     }
 
 

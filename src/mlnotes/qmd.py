@@ -173,6 +173,8 @@ class Document:
     front_matter: dict
     front_matter_end: int  # line of the closing `---` (0 if none)
     chunks: list[Chunk] = field(default_factory=list)
+    unclosed_cell: int = 0  # line of a ```{python} fence never closed (Quarto keeps what follows as prose)
+    has_python_fence: bool = False  # Quarto picks the jupyter engine for any ```{python} fence, closed or not
 
     @property
     def cells(self) -> list[Cell]:
@@ -340,6 +342,7 @@ def parse(text: str, path: Path | str = "<string>", base_dir: Path | None = None
             indent, ticks = m.group(1), m.group(2)
             end_fence = re.compile("^" + re.escape(indent) + ticks + r"\s*$")
             cell_start = lineno
+            doc.has_python_fence = True
         elif in_cell and end_fence is not None and end_fence.match(line):
             in_cell = False
             flush("code", cell_start, indent)
@@ -349,7 +352,7 @@ def parse(text: str, path: Path | str = "<string>", base_dir: Path | None = None
             buffer.append(line)
             numbers.append(lineno)
     if in_cell:
-        raise QmdError(f"{path}:{cell_start}: the Python cell opened here is never closed.")
+        doc.unclosed_cell = cell_start  # quartoMdToJupyter drops the fence line and keeps the rest as markdown
     flush("markdown")  # as Quarto does, whatever the YAML state
     return doc
 
@@ -361,3 +364,17 @@ def parse_file(path: Path, root: Path | None = None, name: Path | None = None) -
     except UnicodeDecodeError:
         raise QmdError(f"{name or path}:1: the file is not valid UTF-8 text.") from None
     return parse(text, name or path, base_dir=path.resolve().parent, root=root)
+
+
+def duplicate_labels(doc: Document) -> list[tuple[str, int, int]]:
+    """(label, line of its first cell, line of a later cell with the same label) for each repeated label."""
+    first: dict[str, int] = {}
+    found = []
+    for cell in doc.cells:
+        if cell.label is None:
+            continue
+        if cell.label in first:
+            found.append((cell.label, first[cell.label], cell.line))
+        else:
+            first[cell.label] = cell.line
+    return found
