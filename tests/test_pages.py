@@ -96,8 +96,11 @@ def test_drafts_stay_out_of_the_generated_pages(tmp_path):
 
         - A draft question?
         """)
-    write(root / "_execution.json", '{"posts/2025-11-17/index.qmd": {"executed": "2025-11-17", "packages": {}}, '
-                                    '"posts/2025-11-16/index.qmd": {"executed": "2025-11-16", "packages": {}}}')
+    for day in ("2025-11-16", "2025-11-17"):  # both have a Python cell, a frozen result and an execution record
+        note = root / f"posts/{day}/index.qmd"
+        note.write_text(note.read_text() + "\n```{python}\n1 + 1\n```\n")
+        write(root / f"_freeze/posts/{day}/index/execute-results/html.json", '{"hash": "abc", "result": {}}')
+        write(root / f"_provenance/posts/{day}/index.qmd.json", '{"hash": "abc", "executed": "%s", "packages": {}}' % day)
     pages.refresh(root)
     text = "".join((root / "notes" / name).read_text() for name in ("questions.yml", "roadmap.qmd", "execution.qmd"))
     assert "A draft" not in text and "2025-11-17" not in text

@@ -294,12 +294,12 @@ def _distributions() -> dict[str, list[str]]:
 
 def _imports(doc: Document, record: dict) -> list[tuple[str, str, str]]:
     """(module, distribution, version the outputs were made with) for each third-party module the note imports."""
-    from .freeze import imported_modules
+    from .provenance import imported_modules
 
     dists = _distributions()
     made_with = {k.lower(): v for k, v in (record.get("packages") or {}).items()}
     found = []
-    for module in imported_modules(doc):
+    for module in imported_modules([c.code for c in doc.cells]):
         if module in sys.stdlib_module_names:
             continue
         for dist in dists.get(module, [])[:1]:
@@ -483,7 +483,8 @@ def dumps(nb: nbformat.NotebookNode) -> str:
 def expected(root: Path, docs: dict[Path, Document] | None = None) -> tuple[dict[str, str], list[str]]:
     """({project path: text} of every notebook and links file, problems). Notes whose frozen result is missing
     or stale are skipped: `mlnotes check` already reports those, and `mlnotes freeze` makes both."""
-    from .freeze import FrozenError, read_provenance, read_result
+    from . import provenance
+    from .freeze import FrozenError, read_result
 
     files: dict[str, str] = {}
     problems: list[str] = []
@@ -491,8 +492,7 @@ def expected(root: Path, docs: dict[Path, Document] | None = None) -> tuple[dict
         return files, problems
     try:
         settings = repo(root)
-        provenance = read_provenance(root)
-    except (NotebookError, FrozenError) as e:
+    except NotebookError as e:
         return files, [str(e)]
     pages = project.all_qmd(root)
     for note in [p for p in pages if project.has_python_cells(p)]:
@@ -505,7 +505,11 @@ def expected(root: Path, docs: dict[Path, Document] | None = None) -> tuple[dict
         if stored is None or stored["hash"] != quarto_hash(doc.text):
             continue
         try:
-            nb = build(root, note, doc, stored, provenance.get(rel, {}), settings)
+            record = provenance.read(root, rel) or {}
+        except provenance.RecordError:
+            record = {}  # reported by check; the notebook then names no versions
+        try:
+            nb = build(root, note, doc, stored, record, settings)
         except NotebookError as e:
             problems.append(str(e))
             continue
