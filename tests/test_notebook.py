@@ -384,10 +384,26 @@ def test_the_notebook_runs_and_prints_what_the_page_shows(frozen):
 
 
 def test_notebooks_are_byte_identical_when_regenerated(frozen):
+    (frozen / notebook.BUILT).unlink(missing_ok=True)  # build every notebook, twice
     first, _ = notebook.expected(frozen)
+    (frozen / notebook.BUILT).unlink()
     second, _ = notebook.expected(frozen)
-    assert first == second
+    assert first == second and None not in first.values()
     assert first["posts/2025-11-20/_2025-11-20.ipynb"] == (frozen / "posts/2025-11-20/_2025-11-20.ipynb").read_text()
+
+
+def test_unchanged_notebooks_are_not_built_again_but_edits_are_seen(frozen, monkeypatch):
+    notebook.expected(frozen)  # fills the cache
+    monkeypatch.setattr(notebook, "build", lambda *a: pytest.fail("an unchanged note was built again"))
+    files, _ = notebook.expected(frozen)
+    assert files["posts/2025-11-20/_2025-11-20.ipynb"] is None  # current on disk
+    monkeypatch.undo()
+    path = frozen / "posts/2025-11-20/_2025-11-20.ipynb"
+    text = path.read_text()
+    path.write_text(text.replace('"cells": [', '"cells":  [', 1))  # a hand edit: same inputs, new content
+    assert path.read_text() != text
+    assert any("_2025-11-20.ipynb:1: notebook is out of date" in p for p in notebook.stale(frozen))
+    path.write_text(text)  # the fixture is shared with later tests
 
 
 def test_check_reports_missing_and_stale_notebooks(site):

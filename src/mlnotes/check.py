@@ -50,7 +50,7 @@ def prose_lines(doc: Document) -> list[tuple[int, str]]:
         if m := re.match(r"^\s*(`{3,}|~{3,})", line):
             fence = m.group(1)
             continue
-        out.append((i, re.sub(r"`[^`]*`", "", line)))  # inline code is not a link
+        out.append((i, re.sub(r"`[^`]*`", "", line) if "`" in line else line))  # inline code is not a link
     return out
 
 
@@ -155,6 +155,8 @@ def check_links(root: Path, rel: str, note: Path, doc: Document) -> list[str]:
             if not resolves(root, note, m.group(2).strip("<>")):
                 problems.append(f"{rel}:{lineno}: link to {m.group(2)} does not resolve to a file.")
     for lineno, line in prose:
+        if "[" not in line and "@" not in line:
+            continue  # no link, reference or cross-reference can start on this line
         for target in LINK.findall(line) + IMAGE_LINK.findall(line):
             if not resolves(root, note, target):
                 problems.append(f"{rel}:{lineno}: link to {target} does not resolve to a file.")

@@ -20,7 +20,6 @@ import re
 import platform
 import sys
 from datetime import date
-from importlib import metadata
 from pathlib import Path
 
 from . import fsutil
@@ -142,6 +141,8 @@ def imported_modules(code_cells: list[list[str]]) -> list[str]:
 
 def package_versions(modules: list[str]) -> dict[str, str]:
     """Installed distribution versions of the third-party modules a note imports (standard library left out)."""
+    from importlib import metadata  # imported here: about 10 ms that check and a no-op freeze do not need
+
     dists = metadata.packages_distributions()
     versions = {}
     for mod in modules:
@@ -156,6 +157,8 @@ def package_versions(modules: list[str]) -> dict[str, str]:
 
 
 def installed_version(dist: str) -> str | None:
+    from importlib import metadata  # imported here: about 10 ms that check and a no-op freeze do not need
+
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:

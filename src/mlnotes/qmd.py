@@ -37,6 +37,15 @@ CELL_OPTION_KEYS = frozenset(
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+# LibYAML's emitter, when PyYAML was built with it: the same text as the pure-Python one, several times faster.
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def dump_yaml(data) -> str:
+    """Block-style YAML in the keys' own order, non-ASCII kept, long lines unfolded (the generated files)."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000)
+
+
 def load_yaml(text: str):
     simple = _simple_yaml(text)
     return simple if simple is not None else yaml.load(text, Loader=_Loader)
@@ -357,13 +366,25 @@ def parse(text: str, path: Path | str = "<string>", base_dir: Path | None = None
     return doc
 
 
+# One command reads each note several times (freeze, then the generated pages, then the notebooks): a text seen
+# before is not parsed again. Keyed by the text itself, so an edited note is always parsed afresh; documents that
+# include other files are always parsed, since the included text is not part of the key.
+_PARSED: dict[tuple[str, str, str, str], Document] = {}
+
+
 def parse_file(path: Path, root: Path | None = None, name: Path | None = None) -> Document:
     """Parse a note on disk; `name` is the path reports use (e.g. relative to the project)."""
     try:
         text = read_text(path)
     except UnicodeDecodeError:
         raise QmdError(f"{name or path}:1: the file is not valid UTF-8 text.") from None
-    return parse(text, name or path, base_dir=path.resolve().parent, root=root)
+    key = (str(path), str(root), str(name), text)
+    if key in _PARSED:
+        return _PARSED[key]
+    doc = parse(text, name or path, base_dir=path.resolve().parent, root=root)
+    if "{{<" not in text:
+        _PARSED[key] = doc
+    return doc
 
 
 def duplicate_labels(doc: Document) -> list[tuple[str, int, int]]:
