@@ -21,3 +21,26 @@ def tmp_project(tmp_path: Path) -> Path:
     """An empty Quarto website project in a temporary folder."""
     write(tmp_path / "_quarto.yml", "project:\n  type: website\n")
     return tmp_path
+
+
+# A note with one labelled figure, shared by the freeze tests.
+FIGURE_NOTE = '''---
+title: "Figure"
+---
+
+Intro prose.
+
+```{python}
+#| label: fig-noise
+#| fig-cap: "Noise"
+#| fig-alt: "Random points"
+import numpy as np
+import matplotlib.pyplot as plt
+rng = np.random.default_rng(0)
+plt.scatter(*rng.normal(size=(2, 50)))
+plt.title("noise")
+plt.show()
+```
+
+Closing prose.
+'''

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import write
+from conftest import FIGURE_NOTE, write
 from mlnotes import cli
 from mlnotes.qmd import quarto_hash
 
@@ -217,26 +217,6 @@ def test_each_output_type(tmp_project, capsys):
     assert (tmp_project / "_freeze/posts/a/index/figure-html/cell-2-output-5.svg").read_text().startswith("<svg")
 
 
-FIGURE_NOTE = '''---
-title: "Figure"
----
-
-Intro prose.
-
-```{python}
-#| label: fig-noise
-#| fig-cap: "Noise"
-#| fig-alt: "Random points"
-import numpy as np
-import matplotlib.pyplot as plt
-rng = np.random.default_rng(0)
-plt.scatter(*rng.normal(size=(2, 50)))
-plt.title("noise")
-plt.show()
-```
-
-Closing prose.
-'''
 
 
 def snapshot(project):

@@ -15,29 +15,9 @@ import time
 
 import pytest
 
-from conftest import write
+from conftest import FIGURE_NOTE, write
 from mlnotes import check, cli
 
-FIGURE_NOTE = '''---
-title: "Figure"
----
-
-Intro prose.
-
-```{python}
-#| label: fig-noise
-#| fig-cap: "Noise"
-#| fig-alt: "Random points"
-import numpy as np
-import matplotlib.pyplot as plt
-rng = np.random.default_rng(0)
-plt.scatter(*rng.normal(size=(2, 50)))
-plt.title("noise")
-plt.show()
-```
-
-Closing prose.
-'''
 REL = "posts/a/index.qmd"
 
 
