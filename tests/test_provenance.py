@@ -135,6 +135,27 @@ def test_corrupt_record_is_reported_then_replaced_by_the_next_freeze(tmp_project
     assert frozen_problems(tmp_project) == []
 
 
+def test_record_with_wrong_field_types_is_corrupt_not_a_traceback(tmp_project, capsys):
+    # Valid JSON whose fields have the wrong types (a hand edit, a bad merge resolution) crashed the execution
+    # page (float("abc")) and so `mlnotes check` and `mlnotes freeze` on the project.
+    note(tmp_project, "a", 1)
+    assert freeze(tmp_project) == 0
+    path = tmp_project / "_provenance/posts/a/index.qmd.json"
+    good = record(tmp_project)
+    for field, value in [("seconds", "abc"), ("packages", {"numpy": [1]}), ("python", []), ("executed", 5),
+                         ("hash", 7), ("by", {})]:
+        path.write_text(json.dumps({**good, field: value}))
+        assert frozen_problems(tmp_project) == [
+            "posts/a/index.qmd:1: _provenance/posts/a/index.qmd.json is not a valid execution record (corrupt or "
+            "merge-conflicted); the next mlnotes freeze of the note replaces it. Run: mlnotes freeze "
+            "posts/a/index.qmd"], field
+        assert "environment unknown" in pages.execution_qmd(tmp_project)  # no traceback
+    capsys.readouterr()
+    assert freeze(tmp_project) == 0
+    assert "running   posts/a/index.qmd (its execution record is corrupt)" in capsys.readouterr().out
+    assert record(tmp_project)["seconds"] is not None and frozen_problems(tmp_project) == []
+
+
 def test_deleted_notes_record_is_kept_and_reported_until_pruned(tmp_project, capsys):
     note(tmp_project, "a", 1)
     note(tmp_project, "b", 2)

@@ -313,8 +313,8 @@ def leftover_files(root: Path) -> list[str]:
 def untracked_frozen(root: Path) -> list[str]:
     """Result files and records that git does not track: a publish from a clean clone would miss them.
 
-    Stray files (which no result refers to) are reported by leftover_files instead, with the command that
-    removes them, so this advice never invites committing them."""
+    Stray files (which no result refers to) and orphans (whose note is gone) are reported by leftover_files
+    and check() instead, with the command that removes them, so this advice never invites committing them."""
     if not (root / "_freeze").is_dir() and not (root / provenance.FOLDER).is_dir():
         return []
     try:
@@ -322,9 +322,11 @@ def untracked_frozen(root: Path) -> list[str]:
                              cwd=root, capture_output=True, text=True, check=True).stdout
     except (subprocess.CalledProcessError, FileNotFoundError):
         return []
-    stray = {project.rel(root, p) for p in freeze.stray_files(root)}
+    # what is reported as stray or orphaned gets the command that removes it instead
+    stray = {project.rel(root, p) for p in freeze.stray_files(root) + provenance.orphans(root)}
+    orphaned = tuple(project.rel(root, base) + "/" for base in freeze.orphans(root))
     return [f"{p}:1: {'execution record' if p.startswith(provenance.FOLDER) else 'frozen file'} is not tracked "
-            f"by git; run: git add {p}" for p in out.splitlines() if p and p not in stray]
+            f"by git; run: git add {p}" for p in out.splitlines() if p and p not in stray and not p.startswith(orphaned)]
 
 
 LINT_CACHE = Path(".mlnotes-cache") / "lint.json"  # ignored by git; findings by note code, see lint()
