@@ -401,3 +401,15 @@ def test_write_error_names_the_file_not_its_temporary(frozen, tmp_project, capsy
     assert freeze(tmp_project) == 1
     err = capsys.readouterr().err
     assert ".tmp" not in err and "_freeze/posts/a/index/execute-results/html.json: Permission denied" in err, err
+
+
+def test_output_piped_into_a_closed_reader_ends_quietly(tmp_project):
+    # `mlnotes check | head -1`: the reader goes away; the command ends like any Unix tool, without
+    # "could not write: Broken pipe; files already written are complete..." (nothing was being written).
+    write(tmp_project / REL, FIGURE_NOTE)  # not frozen: check has lines to print
+    proc = subprocess.Popen([sys.executable, "-m", "mlnotes.cli", "check", "--no-lint", "--project", str(tmp_project)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # before the command writes anything
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) != 0
+    assert err == "", err
