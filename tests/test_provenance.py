@@ -79,6 +79,33 @@ def test_branches_freezing_different_notes_merge_without_conflict(tmp_project, c
     assert frozen_problems(tmp_project) == []
 
 
+def test_generated_pages_do_not_make_branches_that_freeze_different_notes_conflict(tmp_project, capsys):
+    # In this project (notes/_roadmap.yml) every freeze also rewrites notes/execution.qmd (a row per note and a
+    # total) and notes/questions.yml: two branches that each freeze a new note conflicted in them on every merge.
+    (tmp_project / "notes").mkdir()
+    shutil.copy(ROOT / "notes/_roadmap.yml", tmp_project / "notes/_roadmap.yml")
+    shutil.copy(ROOT / ".gitattributes", tmp_project / ".gitattributes")
+    note(tmp_project, "a", 1)
+    assert git(tmp_project, "init", "-q", "-b", "main").returncode == 0
+    assert freeze(tmp_project) == 0
+    git(tmp_project, "add", "-A")
+    git(tmp_project, "commit", "-qm", "a")
+    for branch, name, day in (("x", "b", 2), ("y", "c", 3)):
+        git(tmp_project, "checkout", "-q", "-b", branch, "main")
+        note(tmp_project, name, day)
+        assert freeze(tmp_project) == 0
+        git(tmp_project, "add", "-A")
+        git(tmp_project, "commit", "-qm", name)
+    git(tmp_project, "checkout", "-q", "main")
+    assert git(tmp_project, "merge", "-q", "x").returncode == 0
+    merged = git(tmp_project, "merge", "-q", "--no-edit", "y")
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    capsys.readouterr()
+    assert freeze(tmp_project) == 0  # regenerates the pages from the merged records, executing nothing
+    assert "0 executed" in capsys.readouterr().out
+    assert [p for p in check.check(tmp_project, lint_cells=False) if "generated page" in p or "record" in p] == []
+
+
 def test_concurrent_freezes_of_different_notes_lose_nothing(tmp_project):
     for name, day in (("a", 1), ("b", 2), ("c", 3)):
         note(tmp_project, name, day)
