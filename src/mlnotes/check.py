@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 import subprocess
 import sys
 from datetime import date
@@ -301,7 +302,7 @@ def check_cells(rel: str, doc: Document) -> list[str]:
 def leftover_files(root: Path) -> list[str]:
     """Stray figures, orphaned records and the legacy record file: none of them belongs to a current result."""
     problems = [f"{project.rel(root, p)}:1: stray frozen file (no frozen result refers to it); "
-                f"remove it: rm {project.rel(root, p)} (or mlnotes freeze --prune)" for p in freeze.stray_files(root)]
+                f"remove it: rm {shlex.quote(project.rel(root, p))} (or mlnotes freeze --prune)" for p in freeze.stray_files(root)]
     problems += [f"{project.rel(root, p)}:1: execution record of a note that no longer exists; "
                  "run: mlnotes freeze --prune" for p in provenance.orphans(root)]
     if (root / provenance.LEGACY).is_file():
@@ -318,15 +319,16 @@ def untracked_frozen(root: Path) -> list[str]:
     if not (root / "_freeze").is_dir() and not (root / provenance.FOLDER).is_dir():
         return []
     try:
-        out = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "--", "_freeze", provenance.FOLDER],
-                             cwd=root, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(["git", "ls-files", "-z", "--others", "--exclude-standard", "--", "_freeze",
+                              provenance.FOLDER], cwd=root, capture_output=True, text=True, check=True).stdout
     except (subprocess.CalledProcessError, FileNotFoundError):
         return []
     # what is reported as stray or orphaned gets the command that removes it instead
     stray = {project.rel(root, p) for p in freeze.stray_files(root) + provenance.orphans(root)}
     orphaned = tuple(project.rel(root, base) + "/" for base in freeze.orphans(root))
     return [f"{p}:1: {'execution record' if p.startswith(provenance.FOLDER) else 'frozen file'} is not tracked "
-            f"by git; run: git add {p}" for p in out.splitlines() if p and p not in stray and not p.startswith(orphaned)]
+            f"by git; run: git add {shlex.quote(p)}" for p in out.split("\0")  # -z: paths as they are, unquoted
+            if p and p not in stray and not p.startswith(orphaned)]
 
 
 LINT_CACHE = Path(".mlnotes-cache") / "lint.json"  # ignored by git; findings by note code, see lint()

@@ -26,6 +26,7 @@ import html
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import sysconfig
@@ -651,9 +652,9 @@ def untracked(root: Path, rels: list[str]) -> list[str]:
     if not rels:
         return []
     try:
-        out = subprocess.run(["git", "ls-files", "--others", "--", *rels], cwd=root, capture_output=True, text=True,
+        out = subprocess.run(["git", "ls-files", "-z", "--others", "--", *rels], cwd=root, capture_output=True, text=True,
                              check=True).stdout
     except (subprocess.CalledProcessError, FileNotFoundError):
         return []
-    return [f"{rel}:1: not tracked by git; run: git add {rel}" for rel in out.splitlines() if rel]
+    return [f"{rel}:1: not tracked by git; run: git add {shlex.quote(rel)}" for rel in out.split("\0") if rel]
 
