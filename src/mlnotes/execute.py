@@ -7,6 +7,8 @@ cell in the .qmd, the exception and the traceback.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import subprocess
@@ -122,7 +124,7 @@ def execute(doc: Document, doc_options: dict | None = None, cwd: Path | None = N
 
 def _run(client: NotebookClient, nb, doc: Document, doc_options: dict, cwd: str, result: Execution) -> Execution:
     """The setup cell, then every chunk in order: code cells, and the inline expressions of prose."""
-    with client.setup_kernel(cwd=cwd, stderr=subprocess.DEVNULL):  # silence the kernel's own log
+    with client.setup_kernel(cwd=cwd, stderr=subprocess.DEVNULL), _quiet_when_interrupted():
         client.execute_cell(nb.cells[0], 0, store_history=False)
         setup_errors = [o for o in nb.cells[0].outputs if o.output_type == "error"]
         if setup_errors:
@@ -160,6 +162,18 @@ def _run(client: NotebookClient, nb, doc: Document, doc_options: dict, cwd: str,
                 result.failure = _failure(doc.path, cell, err)
                 return result
     return result
+
+
+@contextlib.contextmanager
+def _quiet_when_interrupted():
+    """On Ctrl-C or SIGTERM the running cell's asyncio task is left behind; shutting the kernel down then fails it
+    with "Kernel died", which asyncio prints to stderr as "Task exception was never retrieved" with a traceback.
+    The interrupt is reported in one sentence by the caller: silence asyncio before the kernel is shut down."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL + 1)
+        raise
 
 
 def _evaluate_inline(client, path: Path, line: int, exprs: list[str]) -> tuple[dict, CellFailure | None]:
