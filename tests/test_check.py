@@ -265,3 +265,13 @@ def test_untracked_files_with_non_ascii_or_spaces_in_their_path(tmp_project):
         "run: git add '_freeze/posts/my café/index/execute-results/html.json'",
         "_provenance/posts/my café/index.qmd.json:1: execution record is not tracked by git; "
         "run: git add '_provenance/posts/my café/index.qmd.json'"]
+
+
+def test_merge_conflict_markers_left_in_a_note_are_reported(tmp_project):
+    # A conflict resolved by `git add` without removing the markers renders them on the published page.
+    write(tmp_project / "notes/a.qmd", "---\ntitle: A\ndescription: d\n---\n\n<<<<<<< HEAD\nOurs.\n=======\n"
+                                       "Theirs.\n>>>>>>> other-branch\n\nSetext heading\n=======\n")
+    problems = check.check(tmp_project, lint_cells=False)
+    assert problems == [
+        "notes/a.qmd:6: a git merge conflict marker; resolve the conflict and remove the markers.",
+        "notes/a.qmd:10: a git merge conflict marker; resolve the conflict and remove the markers."]

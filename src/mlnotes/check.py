@@ -299,6 +299,17 @@ def check_cells(rel: str, doc: Document) -> list[str]:
     return problems
 
 
+CONFLICT_MARKER = re.compile(r"^(<{7}|>{7})(?: |$)", re.M)  # not "=======", which also underlines a heading
+
+
+def check_conflict_markers(rel: str, doc: Document) -> list[str]:
+    """Markers of a git merge conflict resolved without removing them (Quarto would publish them)."""
+    if "<<<<<<<" not in doc.text and ">>>>>>>" not in doc.text:
+        return []
+    return [f"{rel}:{doc.text.count(chr(10), 0, m.start()) + 1}: a git merge conflict marker; resolve the conflict "
+            "and remove the markers." for m in CONFLICT_MARKER.finditer(doc.text)]
+
+
 def leftover_files(root: Path) -> list[str]:
     """Stray figures, orphaned records and the legacy record file: none of them belongs to a current result."""
     problems = [f"{project.rel(root, p)}:1: stray frozen file (no frozen result refers to it); "
@@ -437,6 +448,7 @@ def check(root: Path, lint_cells: bool = True) -> list[str]:
             problems.append(str(e))
             continue
         parsed[path] = doc
+        problems += check_conflict_markers(rel, doc)
         problems += check_cell_options(rel, doc)
         if DAILY.match(rel):
             questions[path.parent.name] = pages.questions_in(doc.text)
