@@ -281,6 +281,18 @@ def test_timeout_option(tmp_project, capsys):
     assert "--timeout SECONDS" in cli.build_parser()._subparsers._group_actions[0].choices["freeze"].format_help()
 
 
+def test_timeout_of_an_inline_expression_is_a_failure_not_a_traceback(tmp_project, capsys):
+    # nbclient's timeout handler assumes a cell: an inline `{python}` value slower than --timeout crashed freeze
+    # with an AssertionError traceback and left the kernel's connection file behind.
+    write(tmp_project / REL, "```{python}\nimport time\n```\n\nSlow: `{python} time.sleep(30)`.\n")
+    assert freeze(tmp_project, "--timeout", "2") == 1
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    assert "posts/a/index.qmd:5: the cell starting here raised CellTimeoutError" in out
+    assert "in the inline expression `{python} time.sleep(30)`" in out
+    assert not (tmp_project / "_freeze").exists()
+
+
 def test_prune_removes_emptied_folders(frozen, tmp_project, capsys):
     frozen.unlink()
     frozen.parent.rmdir()

@@ -180,7 +180,14 @@ def _evaluate_inline(client, path: Path, line: int, exprs: list[str]) -> tuple[d
     """Evaluate inline expressions as Quarto does: kernel user_expressions, after the cells before them."""
     msg_id = client.kc.execute("", silent=False, store_history=False,
                                user_expressions={str(i): e for i, e in enumerate(exprs)})
-    reply = client.wait_for_reply(msg_id)
+    # nbclient's timeout handling needs a cell (it names it in the error): the expressions stand in for one
+    stand_in = nbformat.v4.new_code_cell("; ".join(exprs))
+    try:
+        reply = client.wait_for_reply(msg_id, stand_in)
+    except (CellTimeoutError, DeadKernelError) as e:
+        where = "; ".join(f"`{{python}} {x}`" for x in exprs)
+        return {}, CellFailure(path, line, type(e).__name__, str(e).strip().split("\n")[0],
+                               f"in the inline expression {where}")
     values = {}
     for i, expr in enumerate(exprs):
         res = reply["content"].get("user_expressions", {}).get(str(i), {})
