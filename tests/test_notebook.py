@@ -450,3 +450,25 @@ def test_check_reuses_built_notebooks_yet_sees_every_change_to_their_inputs(site
     assert cli.main(["notebooks", "--project", str(site)]) == 0
     nb_path.write_text(nb_path.read_text().replace("stdout line", "edited line"))  # edited by hand
     assert ours(check.check(site, lint_cells=False)) == stale
+
+
+def test_notebook_of_a_renamed_or_deleted_note_is_reported_and_pruned(site, capsys):
+    # Renaming a note's folder carried its old notebook along: nothing reported it and --prune kept it.
+    old, new = site / "posts/2025-11-20", site / "posts/2025-11-22"
+    old.rename(new)
+    text = (new / "index.qmd").read_text().replace("2025-11-20", "2025-11-22")
+    (new / "index.qmd").write_text(text)
+    (site / "posts/topic").mkdir()
+    shutil.copy(new / "index.qmd", site / "posts/topic/index.qmd")
+    assert cli.main(["freeze", "--project", str(site), "--jobs", "1"]) == 0
+    (site / "posts/topic/index.qmd").unlink()  # deleted: its notebook and links file stay behind
+    problems = check.check(site, lint_cells=False)
+    for rel in ("posts/2025-11-22/_2025-11-20.ipynb", "posts/topic/_topic.ipynb", "posts/topic/_metadata.yml"):
+        assert f"{rel}:1: readers' notebook file of a note that no longer exists (or has no Python cells); " \
+               "run: mlnotes freeze --prune" in problems, problems
+    capsys.readouterr()
+    assert cli.main(["freeze", "--project", str(site), "--jobs", "1", "--prune"]) == 0
+    assert "pruned    posts/2025-11-22/_2025-11-20.ipynb" in capsys.readouterr().out
+    assert not (new / "_2025-11-20.ipynb").exists() and (new / "_2025-11-22.ipynb").is_file()
+    assert not (site / "posts/topic/_topic.ipynb").exists() and not (site / "posts/topic/_metadata.yml").exists()
+    assert [p for p in check.check(site, lint_cells=False) if "notebook" in p] == []

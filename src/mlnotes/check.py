@@ -470,6 +470,8 @@ def check(root: Path, lint_cells: bool = True) -> list[str]:
     if pages.is_ml_notes(root):
         problems += pages.stale(root, parsed)
     problems += notebook.stale(root, parsed)  # readers' notebooks and page links, when _quarto.yml enables them
+    problems += [f"{project.rel(root, p)}:1: readers' notebook file of a note that no longer exists (or has no Python "
+                 "cells); run: mlnotes freeze --prune" for p in notebook.orphans(root)]
     if lint_cells:
         problems += lint(root, docs)
     return problems

@@ -90,6 +90,9 @@ def cmd_freeze(args) -> int:
     leftovers += [(path, "orphan", "execution record of a note that no longer exists")
                   for path in provenance.orphans(root)]
     leftovers += [(path, "stray", "no frozen result refers to it") for path in freeze.stray_files(root)]
+    from . import notebook
+    leftovers += [(path, "orphan", "readers' notebook file of a note that no longer exists")
+                  for path in notebook.orphans(root)]
     for path, kind, why in leftovers:
         rel = path.relative_to(root).as_posix()
         say(f"pruned    {rel} ({why})" if args.prune else f"{kind:9} {rel} ({why}; --prune removes it)")

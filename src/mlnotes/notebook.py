@@ -647,6 +647,39 @@ def stale(root: Path, docs: dict[Path, Document] | None = None) -> list[str]:
     return problems + untracked(root, [rel for rel in files if (root / rel).is_file()])
 
 
+def orphans(root: Path) -> list[Path]:
+    """Generated notebooks and links files whose note is gone or has no Python cells (e.g. after a rename, the old
+    `_<name>.ipynb` travels with the folder): reported by check, removed by `mlnotes freeze --prune`."""
+    if not enabled(root):
+        return []
+    pages = project.all_qmd(root)
+    current = set()
+    for note in pages:
+        if project.has_python_cells(note):
+            current.update((notebook_file(note), links_file(note, pages)))
+    excluded = project.excluded_dirs(root)
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if project.is_rendered(Path(d)) and d not in excluded]  # where notes can be
+        for name in files:
+            path = Path(folder, name)
+            if not name.startswith("_") or path in current:
+                continue
+            if name.endswith(".ipynb") and '"mlnotes": {' in path.read_text(encoding="utf-8", errors="replace"):
+                found.append(path)
+            elif name.endswith(".yml") and _generated(path):
+                found.append(path)
+    return sorted(found)
+
+
+def _generated(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(len(GENERATED)) == GENERATED
+    except OSError:
+        return False
+
+
 def untracked(root: Path, rels: list[str]) -> list[str]:
     """Generated files git does not track: a publish from a clean clone would link to notebooks that are not there."""
     if not rels:
