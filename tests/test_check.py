@@ -249,3 +249,29 @@ def test_lint_findings_are_cached_by_code_and_configuration(project, monkeypatch
     path.write_text(path.read_text().replace("import os\n", "import sys\n"))
     docs = {"posts/2025-11-20/index.qmd": check.parse_file(path)}
     assert check.lint(project, docs) == ["posts/2025-11-20/index.qmd:18: ruff F401: `sys` imported but unused"]
+
+
+def test_untracked_files_with_non_ascii_or_spaces_in_their_path(tmp_project):
+    # git quotes such paths ("caf\303\251") unless asked not to: the advice named files that do not exist,
+    # called an execution record a "frozen file", and `git add` did not work when pasted into a shell.
+    import subprocess
+
+    write(tmp_project / "posts/my café/index.qmd", "---\ntitle: A\n---\n\n```{python}\nprint(1)\n```\n")
+    assert cli.main(["freeze", "--project", str(tmp_project), "--jobs", "1"]) == 0
+    subprocess.run(["git", "init", "-q"], cwd=tmp_project, check=True)
+    problems = [p for p in check.check(tmp_project, lint_cells=False) if "tracked" in p]
+    assert problems == [
+        "_freeze/posts/my café/index/execute-results/html.json:1: frozen file is not tracked by git; "
+        "run: git add '_freeze/posts/my café/index/execute-results/html.json'",
+        "_provenance/posts/my café/index.qmd.json:1: execution record is not tracked by git; "
+        "run: git add '_provenance/posts/my café/index.qmd.json'"]
+
+
+def test_merge_conflict_markers_left_in_a_note_are_reported(tmp_project):
+    # A conflict resolved by `git add` without removing the markers renders them on the published page.
+    write(tmp_project / "notes/a.qmd", "---\ntitle: A\ndescription: d\n---\n\n<<<<<<< HEAD\nOurs.\n=======\n"
+                                       "Theirs.\n>>>>>>> other-branch\n\nSetext heading\n=======\n")
+    problems = check.check(tmp_project, lint_cells=False)
+    assert problems == [
+        "notes/a.qmd:6: a git merge conflict marker; resolve the conflict and remove the markers.",
+        "notes/a.qmd:10: a git merge conflict marker; resolve the conflict and remove the markers."]

@@ -261,6 +261,18 @@ def test_timeout_option(tmp_project, capsys):
     assert "--timeout SECONDS" in cli.build_parser()._subparsers._group_actions[0].choices["freeze"].format_help()
 
 
+def test_timeout_of_an_inline_expression_is_a_failure_not_a_traceback(tmp_project, capsys):
+    # nbclient's timeout handler assumes a cell: an inline `{python}` value slower than --timeout crashed freeze
+    # with an AssertionError traceback and left the kernel's connection file behind.
+    write(tmp_project / REL, "```{python}\nimport time\n```\n\nSlow: `{python} time.sleep(30)`.\n")
+    assert freeze(tmp_project, "--timeout", "2") == 1
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    assert "posts/a/index.qmd:5: the cell starting here raised CellTimeoutError" in out
+    assert "in the inline expression `{python} time.sleep(30)`" in out
+    assert not (tmp_project / "_freeze").exists()
+
+
 def test_prune_removes_emptied_folders(frozen, tmp_project, capsys):
     frozen.unlink()
     frozen.parent.rmdir()
@@ -306,3 +318,90 @@ def test_interrupts_end_cleanly(tmp_project, tmp_path, how, jobs):
     assert err == "interrupted; frozen results already written are complete, the rest are unchanged.\n", err
     assert list(runtime.rglob("*.json")) == []
     assert not (tmp_project / "_freeze").exists()
+
+
+# ---------------------------------------------------------------- found by the tester (branch f-tester)
+
+def _as_a_user(real):
+    """os.unlink/os.rmdir as for a non-root user: refused in a folder without write permission."""
+    def call(path, *args, dir_fd=None, **kwargs):
+        parent = os.fstat(dir_fd) if dir_fd is not None else os.stat(os.path.dirname(os.fspath(path)) or ".")
+        if not parent.st_mode & stat.S_IWUSR:
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real(path, *args, dir_fd=dir_fd, **kwargs)
+    return call
+
+
+def test_read_only_result_folder_is_replaced_without_leaving_the_old_one_behind(frozen, tmp_project, capsys,
+                                                                               monkeypatch):
+    # A note's own `_freeze/<note>/` folder is read-only but its parent is writable (as after `chmod -R a-w` on
+    # a copied result): the new result is swapped in, and the old folder, renamed aside, must still be removed,
+    # not left as a hidden `.index.new-*.old` folder that check then calls an orphan to `git add`.
+    monkeypatch.setattr(os, "unlink", _as_a_user(os.unlink))
+    monkeypatch.setattr(os, "rmdir", _as_a_user(os.rmdir))
+    base = tmp_project / "_freeze/posts/a/index"
+    for folder in (base / "figure-html", base / "execute-results", base):
+        folder.chmod(0o555)
+    try:
+        frozen.write_text(FIGURE_NOTE.replace('plt.title("noise")', 'plt.title("changed")'))
+        assert freeze(tmp_project) == 0
+    finally:
+        for folder in (base, base / "figure-html", base / "execute-results"):
+            if folder.exists():
+                folder.chmod(0o755)
+    assert sorted(p.name for p in (tmp_project / "_freeze/posts/a").iterdir()) == ["index"]
+    assert "orphan" not in capsys.readouterr().out
+
+
+def test_orphaned_result_is_not_advised_into_git(frozen, tmp_project):
+    subprocess.run(["git", "init", "-q"], cwd=tmp_project, check=True)
+    frozen.unlink()
+    problems = frozen_problems(tmp_project)
+    assert "_freeze/posts/a/index/execute-results/html.json:1: orphaned frozen result (its source is gone); " \
+           "run: mlnotes freeze --prune" in problems
+    assert not [p for p in problems if "git add" in p], problems
+
+
+def test_file_quarto_does_not_render_is_not_frozen(tmp_project, capsys):
+    # Quarto ignores files and folders starting with "_" or "."; a result for one would never be used.
+    write(tmp_project / "posts/_scratch.qmd", "```{python}\n1 + 1\n```\n")
+    assert freeze(tmp_project, str(tmp_project / "posts/_scratch.qmd")) == 0
+    out = capsys.readouterr().out
+    assert "skipped   posts/_scratch.qmd: Quarto does not render it (a name starting with '_' or '.', a README " \
+           "or an excluded folder); nothing to freeze" in out
+    assert not (tmp_project / "_freeze").exists() and not (tmp_project / "_provenance").exists()
+
+
+def test_note_that_is_not_utf8_fails_freeze(frozen, tmp_project, capsys):
+    frozen.write_bytes(frozen.read_bytes() + "caf\u00e9\n".encode("latin-1"))
+    assert freeze(tmp_project) == 1
+    out = capsys.readouterr().out
+    assert "posts/a/index.qmd:1: the file is not valid UTF-8 text." in out
+    assert "0 fresh, 1 failed" in out
+
+
+def test_write_error_names_the_file_not_its_temporary(frozen, tmp_project, capsys, monkeypatch):
+    import tempfile
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, prefix="", suffix="", **kwargs):
+        if dir is not None and "_freeze" in str(dir):  # the result's folder is read-only (as a non-root user)
+            raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, f"{prefix}x1y2{suffix}"))
+        return real_mkstemp(*args, dir=dir, prefix=prefix, suffix=suffix, **kwargs)
+    frozen.write_text(FIGURE_NOTE.replace("Closing prose.", "Closing prose, edited."))  # realigns: one json write
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    assert freeze(tmp_project) == 1
+    err = capsys.readouterr().err
+    assert ".tmp" not in err and "_freeze/posts/a/index/execute-results/html.json: Permission denied" in err, err
+
+
+def test_output_piped_into_a_closed_reader_ends_quietly(tmp_project):
+    # `mlnotes check | head -1`: the reader goes away; the command ends like any Unix tool, without
+    # "could not write: Broken pipe; files already written are complete..." (nothing was being written).
+    write(tmp_project / REL, FIGURE_NOTE)  # not frozen: check has lines to print
+    proc = subprocess.Popen([sys.executable, "-m", "mlnotes.cli", "check", "--no-lint", "--project", str(tmp_project)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # before the command writes anything
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) != 0
+    assert err == "", err

@@ -79,6 +79,33 @@ def test_branches_freezing_different_notes_merge_without_conflict(tmp_project, c
     assert frozen_problems(tmp_project) == []
 
 
+def test_generated_pages_do_not_make_branches_that_freeze_different_notes_conflict(tmp_project, capsys):
+    # In this project (notes/_roadmap.yml) every freeze also rewrites notes/execution.qmd (a row per note and a
+    # total) and notes/questions.yml: two branches that each freeze a new note conflicted in them on every merge.
+    (tmp_project / "notes").mkdir()
+    shutil.copy(ROOT / "notes/_roadmap.yml", tmp_project / "notes/_roadmap.yml")
+    shutil.copy(ROOT / ".gitattributes", tmp_project / ".gitattributes")
+    note(tmp_project, "a", 1)
+    assert git(tmp_project, "init", "-q", "-b", "main").returncode == 0
+    assert freeze(tmp_project) == 0
+    git(tmp_project, "add", "-A")
+    git(tmp_project, "commit", "-qm", "a")
+    for branch, name, day in (("x", "b", 2), ("y", "c", 3)):
+        git(tmp_project, "checkout", "-q", "-b", branch, "main")
+        note(tmp_project, name, day)
+        assert freeze(tmp_project) == 0
+        git(tmp_project, "add", "-A")
+        git(tmp_project, "commit", "-qm", name)
+    git(tmp_project, "checkout", "-q", "main")
+    assert git(tmp_project, "merge", "-q", "x").returncode == 0
+    merged = git(tmp_project, "merge", "-q", "--no-edit", "y")
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    capsys.readouterr()
+    assert freeze(tmp_project) == 0  # regenerates the pages from the merged records, executing nothing
+    assert "0 executed" in capsys.readouterr().out
+    assert [p for p in check.check(tmp_project, lint_cells=False) if "generated page" in p or "record" in p] == []
+
+
 def test_concurrent_freezes_of_different_notes_lose_nothing(tmp_project):
     for name, day in (("a", 1), ("b", 2), ("c", 3)):
         note(tmp_project, name, day)
@@ -133,6 +160,27 @@ def test_corrupt_record_is_reported_then_replaced_by_the_next_freeze(tmp_project
     assert "running   posts/a/index.qmd (its execution record is corrupt)" in out and "Traceback" not in out
     assert record(tmp_project)["hash"]
     assert frozen_problems(tmp_project) == []
+
+
+def test_record_with_wrong_field_types_is_corrupt_not_a_traceback(tmp_project, capsys):
+    # Valid JSON whose fields have the wrong types (a hand edit, a bad merge resolution) crashed the execution
+    # page (float("abc")) and so `mlnotes check` and `mlnotes freeze` on the project.
+    note(tmp_project, "a", 1)
+    assert freeze(tmp_project) == 0
+    path = tmp_project / "_provenance/posts/a/index.qmd.json"
+    good = record(tmp_project)
+    for field, value in [("seconds", "abc"), ("packages", {"numpy": [1]}), ("python", []), ("executed", 5),
+                         ("hash", 7), ("by", {})]:
+        path.write_text(json.dumps({**good, field: value}))
+        assert frozen_problems(tmp_project) == [
+            "posts/a/index.qmd:1: _provenance/posts/a/index.qmd.json is not a valid execution record (corrupt or "
+            "merge-conflicted); the next mlnotes freeze of the note replaces it. Run: mlnotes freeze "
+            "posts/a/index.qmd"], field
+        assert "environment unknown" in pages.execution_qmd(tmp_project)  # no traceback
+    capsys.readouterr()
+    assert freeze(tmp_project) == 0
+    assert "running   posts/a/index.qmd (its execution record is corrupt)" in capsys.readouterr().out
+    assert record(tmp_project)["seconds"] is not None and frozen_problems(tmp_project) == []
 
 
 def test_deleted_notes_record_is_kept_and_reported_until_pruned(tmp_project, capsys):

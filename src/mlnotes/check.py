@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 import subprocess
 import sys
 from datetime import date
@@ -300,10 +301,21 @@ def check_cells(rel: str, doc: Document) -> list[str]:
     return problems
 
 
+CONFLICT_MARKER = re.compile(r"^(<{7}|>{7})(?: |$)", re.M)  # not "=======", which also underlines a heading
+
+
+def check_conflict_markers(rel: str, doc: Document) -> list[str]:
+    """Markers of a git merge conflict resolved without removing them (Quarto would publish them)."""
+    if "<<<<<<<" not in doc.text and ">>>>>>>" not in doc.text:
+        return []
+    return [f"{rel}:{doc.text.count(chr(10), 0, m.start()) + 1}: a git merge conflict marker; resolve the conflict "
+            "and remove the markers." for m in CONFLICT_MARKER.finditer(doc.text)]
+
+
 def leftover_files(root: Path) -> list[str]:
     """Stray figures, orphaned records and the legacy record file: none of them belongs to a current result."""
     problems = [f"{project.rel(root, p)}:1: stray frozen file (no frozen result refers to it); "
-                f"remove it: rm {project.rel(root, p)} (or mlnotes freeze --prune)" for p in freeze.stray_files(root)]
+                f"remove it: rm {shlex.quote(project.rel(root, p))} (or mlnotes freeze --prune)" for p in freeze.stray_files(root)]
     problems += [f"{project.rel(root, p)}:1: execution record of a note that no longer exists; "
                  "run: mlnotes freeze --prune" for p in provenance.orphans(root)]
     if (root / provenance.LEGACY).is_file():
@@ -315,18 +327,21 @@ def leftover_files(root: Path) -> list[str]:
 def untracked_frozen(root: Path) -> list[str]:
     """Result files and records that git does not track: a publish from a clean clone would miss them.
 
-    Stray files (which no result refers to) are reported by leftover_files instead, with the command that
-    removes them, so this advice never invites committing them."""
+    Stray files (which no result refers to) and orphans (whose note is gone) are reported by leftover_files
+    and check() instead, with the command that removes them, so this advice never invites committing them."""
     if not (root / "_freeze").is_dir() and not (root / provenance.FOLDER).is_dir():
         return []
     try:
-        out = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "--", "_freeze", provenance.FOLDER],
-                             cwd=root, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(["git", "ls-files", "-z", "--others", "--exclude-standard", "--", "_freeze",
+                              provenance.FOLDER], cwd=root, capture_output=True, text=True, check=True).stdout
     except (subprocess.CalledProcessError, FileNotFoundError):
         return []
-    stray = {project.rel(root, p) for p in freeze.stray_files(root)}
+    # what is reported as stray or orphaned gets the command that removes it instead
+    stray = {project.rel(root, p) for p in freeze.stray_files(root) + provenance.orphans(root)}
+    orphaned = tuple(project.rel(root, base) + "/" for base in freeze.orphans(root))
     return [f"{p}:1: {'execution record' if p.startswith(provenance.FOLDER) else 'frozen file'} is not tracked "
-            f"by git; run: git add {p}" for p in out.splitlines() if p and p not in stray]
+            f"by git; run: git add {shlex.quote(p)}" for p in out.split("\0")  # -z: paths as they are, unquoted
+            if p and p not in stray and not p.startswith(orphaned)]
 
 
 LINT_CACHE = Path(".mlnotes-cache") / "lint.json"  # ignored by git; findings by note code, see lint()
@@ -435,6 +450,7 @@ def check(root: Path, lint_cells: bool = True) -> list[str]:
             problems.append(str(e))
             continue
         parsed[path] = doc
+        problems += check_conflict_markers(rel, doc)
         problems += check_cell_options(rel, doc)
         if DAILY.match(rel):
             questions[path.parent.name] = pages.questions_in(doc.text)
@@ -456,6 +472,8 @@ def check(root: Path, lint_cells: bool = True) -> list[str]:
     if pages.is_ml_notes(root):
         problems += pages.stale(root, parsed)
     problems += notebook.stale(root, parsed)  # readers' notebooks and page links, when _quarto.yml enables them
+    problems += [f"{project.rel(root, p)}:1: readers' notebook file of a note that no longer exists (or has no Python "
+                 "cells); run: mlnotes freeze --prune" for p in notebook.orphans(root)]
     if lint_cells:
         problems += lint(root, docs)
     return problems

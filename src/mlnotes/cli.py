@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -89,6 +90,9 @@ def cmd_freeze(args) -> int:
     leftovers += [(path, "orphan", "execution record of a note that no longer exists")
                   for path in provenance.orphans(root)]
     leftovers += [(path, "stray", "no frozen result refers to it") for path in freeze.stray_files(root)]
+    from . import notebook
+    leftovers += [(path, "orphan", "readers' notebook file of a note that no longer exists")
+                  for path in notebook.orphans(root)]
     for path, kind, why in leftovers:
         rel = path.relative_to(root).as_posix()
         say(f"pruned    {rel} ({why})" if args.prune else f"{kind:9} {rel} ({why}; --prune removes it)")
@@ -206,6 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; frozen results already written are complete, the rest are unchanged.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (`mlnotes check | head`): end quietly
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141  # as a shell reports a command ended by SIGPIPE
     except OSError as e:  # an unwritable folder, a full disk: one sentence, not a traceback
         where = f" {project.rel(Path.cwd(), Path(e.filename))}" if e.filename else ""
         print(f"could not write{where}: {e.strerror or e}; files already written are complete, "

@@ -7,6 +7,8 @@ cell in the .qmd, the exception and the traceback.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import subprocess
@@ -122,7 +124,7 @@ def execute(doc: Document, doc_options: dict | None = None, cwd: Path | None = N
 
 def _run(client: NotebookClient, nb, doc: Document, doc_options: dict, cwd: str, result: Execution) -> Execution:
     """The setup cell, then every chunk in order: code cells, and the inline expressions of prose."""
-    with client.setup_kernel(cwd=cwd, stderr=subprocess.DEVNULL):  # silence the kernel's own log
+    with client.setup_kernel(cwd=cwd, stderr=subprocess.DEVNULL), _quiet_when_interrupted():
         client.execute_cell(nb.cells[0], 0, store_history=False)
         setup_errors = [o for o in nb.cells[0].outputs if o.output_type == "error"]
         if setup_errors:
@@ -162,11 +164,30 @@ def _run(client: NotebookClient, nb, doc: Document, doc_options: dict, cwd: str,
     return result
 
 
+@contextlib.contextmanager
+def _quiet_when_interrupted():
+    """On Ctrl-C or SIGTERM the running cell's asyncio task is left behind; shutting the kernel down then fails it
+    with "Kernel died", which asyncio prints to stderr as "Task exception was never retrieved" with a traceback.
+    The interrupt is reported in one sentence by the caller: silence asyncio before the kernel is shut down."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL + 1)
+        raise
+
+
 def _evaluate_inline(client, path: Path, line: int, exprs: list[str]) -> tuple[dict, CellFailure | None]:
     """Evaluate inline expressions as Quarto does: kernel user_expressions, after the cells before them."""
     msg_id = client.kc.execute("", silent=False, store_history=False,
                                user_expressions={str(i): e for i, e in enumerate(exprs)})
-    reply = client.wait_for_reply(msg_id)
+    # nbclient's timeout handling needs a cell (it names it in the error): the expressions stand in for one
+    stand_in = nbformat.v4.new_code_cell("; ".join(exprs))
+    try:
+        reply = client.wait_for_reply(msg_id, stand_in)
+    except (CellTimeoutError, DeadKernelError) as e:
+        where = "; ".join(f"`{{python}} {x}`" for x in exprs)
+        return {}, CellFailure(path, line, type(e).__name__, str(e).strip().split("\n")[0],
+                               f"in the inline expression {where}")
     values = {}
     for i, expr in enumerate(exprs):
         res = reply["content"].get("user_expressions", {}).get(str(i), {})

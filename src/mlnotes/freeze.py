@@ -37,6 +37,11 @@ INERT_KEYS = frozenset("""title subtitle description abstract date date-modified
     answers author authors draft image image-alt keywords aliases license copyright citation order""".split())
 
 
+# A note named on the command line that Quarto never renders: a result for it would never be used.
+NOT_RENDERED = ("Quarto does not render it (a name starting with '_' or '.', a README or an excluded folder); "
+                "nothing to freeze")
+
+
 class FrozenError(Exception):
     """A frozen result that cannot be read; the message is one sentence."""
 
@@ -359,7 +364,9 @@ def freeze(root: Path, notes: list[Path], explicit: bool = False, jobs: int | No
     jobs = max(1, jobs or os.cpu_count() or 1)
     forget_reads()
     pinned = provenance.pins(root)
-    plans = [plan_note(root, note, explicit, force, pinned) for note in notes]
+    rendered = {project.rel(root, p) for p in project.all_qmd(root)} if explicit else None
+    plans = [plan_note(root, note, explicit, force, pinned) if rendered is None or project.rel(root, note) in rendered
+             else Plan(note, project.rel(root, note), action="skip", message=NOT_RENDERED) for note in notes]
     reports: list[Report] = []
     for plan in plans:
         if plan.action in ("error", "stale"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -18,15 +19,20 @@ def _umask() -> int:
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # name the file the user knows, not the temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
 
 
@@ -62,12 +68,24 @@ def replace_tree(target: Path, files: dict[str, bytes], owned: tuple[str, ...]) 
             except BaseException:
                 os.replace(trash, target)
                 raise
-            shutil.rmtree(trash, ignore_errors=True)
+            remove_tree(trash)
         else:
             os.replace(staging, target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder, also when it or its subfolders are read-only (the owner may always make them writable)."""
+    def writable_then_retry(func, name, _exc):
+        parent = os.path.dirname(name)
+        try:
+            os.chmod(parent, os.stat(parent).st_mode | stat.S_IWUSR | stat.S_IXUSR)
+            func(name)
+        except OSError:
+            pass  # left behind, like `rm -rf` would
+    shutil.rmtree(path, onerror=writable_then_retry)
 
 
 def remove_empty_parents(path: Path, stop: Path) -> None:

@@ -24,9 +24,12 @@ import functools
 import hashlib
 import html
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
+import sysconfig
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -322,9 +325,10 @@ def _imports(doc: Document, record: dict) -> list[tuple[str, str, str]]:
 def data_files(root: Path, note: Path, doc: Document) -> list[str]:
     """Files the note reads by relative path: string literals in its code naming files that exist (repo paths)."""
     found = set()
+    cwd = project.working_dir(root, note)
     for cell in doc.cells:
         for literal in re.findall(r"""(?<![\w])["']([\w./-]+\.[A-Za-z0-9]+)["']""", "\n".join(cell.code)):
-            path = (project.working_dir(root, note) / literal).resolve()
+            path = (cwd / literal).resolve()
             if not literal.startswith("/") and path.is_file():
                 try:
                     found.add(path.relative_to(root).as_posix())
@@ -503,23 +507,34 @@ def _sha(data: bytes | str) -> str:
     return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
 
 
-@functools.cache
-def _own_code() -> bytes:
-    return Path(__file__).read_bytes()
-
-
 def _inputs_key(root: Path, note: Path, doc: Document, record: dict, settings: Repo, target: Path) -> str:
-    """Everything a note's notebook and links file are made from: the note, its frozen result, its record, the
-    settings, the pins and this module's own code. Equal keys give equal files."""
+    """A digest of everything a note's notebook and links file are made from: the note, its options, its frozen
+    result and figures, its record, the settings, the pins, the files it reads, the installed packages and this
+    tool's own code. Equal keys give equal files."""
+    from .freeze import figure_refs
+
     try:
-        result = project.result_file(root, note).read_bytes()
-        pins = (root / "requirements.txt").read_bytes() if (root / "requirements.txt").is_file() else b""
-    except OSError:
+        result = project.result_file(root, note).read_text(encoding="utf-8", errors="replace")
+        figures = figure_refs(json.loads(result)["result"]["markdown"], note.stem)
+        pins = (root / "requirements.txt").read_text(encoding="utf-8") if (root / "requirements.txt").is_file() else ""
+    except (OSError, ValueError, KeyError, TypeError):
         return ""
-    parts = [_own_code(), doc.text.encode("utf-8"), result, pins,
-             json.dumps(record, sort_keys=True).encode("utf-8"), repr(settings).encode("utf-8"),
-             project.rel(root, target).encode("utf-8")]
-    return _sha(b"\0".join(_sha(p).encode("ascii") for p in parts))
+    parts = [doc.text, json.dumps(project.execute_options(root, doc, note), sort_keys=True, default=str), result,
+             json.dumps(record, sort_keys=True), repr(settings), repr(data_files(root, note, doc)), pins,
+             project.rel(root, target)]
+    folder = project.figure_dir(root, note)
+    for path in [*(folder / name for name in figures), sysconfig.get_paths()["purelib"], *_own_code()]:
+        try:
+            st = os.stat(path)
+            parts.append(f"{path} {st.st_size} {st.st_mtime_ns}")
+        except OSError:
+            parts.append(f"{path} missing")
+    return _sha("\0".join(parts))
+
+
+@functools.cache
+def _own_code() -> list[Path]:
+    return sorted(Path(__file__).parent.glob("*.py"))
 
 
 def _stat(path: Path) -> list[int]:
@@ -654,14 +669,47 @@ def stale(root: Path, docs: dict[Path, Document] | None = None) -> list[str]:
     return problems + untracked(root, [rel for rel in files if (root / rel).is_file()])
 
 
+def orphans(root: Path) -> list[Path]:
+    """Generated notebooks and links files whose note is gone or has no Python cells (e.g. after a rename, the old
+    `_<name>.ipynb` travels with the folder): reported by check, removed by `mlnotes freeze --prune`."""
+    if not enabled(root):
+        return []
+    pages = project.all_qmd(root)
+    current = set()
+    for note in pages:
+        if project.has_python_cells(note):
+            current.update((notebook_file(note), links_file(note, pages)))
+    excluded = project.excluded_dirs(root)
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if project.is_rendered(Path(d)) and d not in excluded]  # where notes can be
+        for name in files:
+            path = Path(folder, name)
+            if not name.startswith("_") or path in current:
+                continue
+            if name.endswith(".ipynb") and '"mlnotes": {' in path.read_text(encoding="utf-8", errors="replace"):
+                found.append(path)
+            elif name.endswith(".yml") and _generated(path):
+                found.append(path)
+    return sorted(found)
+
+
+def _generated(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(len(GENERATED)) == GENERATED
+    except OSError:
+        return False
+
+
 def untracked(root: Path, rels: list[str]) -> list[str]:
     """Generated files git does not track: a publish from a clean clone would link to notebooks that are not there."""
     if not rels:
         return []
     try:
-        out = subprocess.run(["git", "ls-files", "--others", "--", *rels], cwd=root, capture_output=True, text=True,
+        out = subprocess.run(["git", "ls-files", "-z", "--others", "--", *rels], cwd=root, capture_output=True, text=True,
                              check=True).stdout
     except (subprocess.CalledProcessError, FileNotFoundError):
         return []
-    return [f"{rel}:1: not tracked by git; run: git add {rel}" for rel in out.splitlines() if rel]
+    return [f"{rel}:1: not tracked by git; run: git add {shlex.quote(rel)}" for rel in out.split("\0") if rel]
 

@@ -53,9 +53,10 @@ def all_qmd(root: Path) -> list[Path]:
 def has_python_cells(path: Path) -> bool:
     from .qmd import CELL_START
     try:
-        with open(path, encoding="utf-8-sig") as f:
+        # errors="replace": a note that is not valid UTF-8 is still a note, which the parser then reports
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
             return any(CELL_START.match(line.rstrip("\r\n")) for line in f)
-    except (OSError, UnicodeDecodeError):
+    except OSError:
         return False
 
 

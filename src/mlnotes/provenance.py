@@ -51,10 +51,21 @@ def read(root: Path, rel: str) -> dict | None:
         data = json.loads(text)
     except json.JSONDecodeError:
         data = None
-    if not isinstance(data, dict) or not isinstance(data.get("packages", {}), dict):
+    if not _well_formed(data):
         raise RecordError(f"{path.relative_to(root).as_posix()} is not a valid execution record "
                           "(corrupt or merge-conflicted); the next mlnotes freeze of the note replaces it.")
     return data
+
+
+def _well_formed(data) -> bool:
+    """Every field a record has is of its type (fields may be missing: older records lack some)."""
+    if not isinstance(data, dict):
+        return False
+    packages = data.get("packages", {})
+    seconds = data.get("seconds")
+    return (all(isinstance(data.get(k, ""), str) for k in ("hash", "executed", "python", "by"))
+            and (seconds is None or (isinstance(seconds, (int, float)) and not isinstance(seconds, bool)))
+            and isinstance(packages, dict) and all(isinstance(v, str) for v in packages.values()))
 
 
 def write(root: Path, rel: str, record: dict) -> None:
