@@ -120,10 +120,20 @@ def notebook_file(note: Path) -> Path:
 def links_file(note: Path, pages: list[Path]) -> Path:
     """The folder's `_metadata.yml`, unless another rendered page in `pages` is in the folder or below it (Quarto
     would give it the same links)."""
-
-    if any(note.parent in p.parents and p != note for p in pages):
+    below, listed = _pages_below(tuple(pages))
+    if below.get(note.parent, 0) - (note in listed) > 0:
         return notebook_file(note).with_suffix(".yml")
     return note.parent / "_metadata.yml"
+
+
+@functools.lru_cache(maxsize=4)
+def _pages_below(pages: tuple[Path, ...]) -> tuple[dict[Path, int], frozenset[Path]]:
+    """How many of `pages` lie in or below each folder (once per list of pages, not once per note)."""
+    below: dict[Path, int] = {}
+    for page in pages:
+        for folder in page.parents:
+            below[folder] = below.get(folder, 0) + 1
+    return below, frozenset(pages)
 
 
 def links_yaml(root: Path, note: Path, settings: Repo) -> str:
@@ -328,8 +338,10 @@ def data_files(root: Path, note: Path, doc: Document) -> list[str]:
     cwd = project.working_dir(root, note)
     for cell in doc.cells:
         for literal in re.findall(r"""(?<![\w])["']([\w./-]+\.[A-Za-z0-9]+)["']""", "\n".join(cell.code)):
+            if literal.startswith("/") or not (cwd / literal).is_file():
+                continue
             path = (cwd / literal).resolve()
-            if not literal.startswith("/") and path.is_file():
+            if path.is_file():
                 try:
                     found.add(path.relative_to(root).as_posix())
                 except ValueError:
@@ -511,19 +523,17 @@ def _inputs_key(root: Path, note: Path, doc: Document, record: dict, settings: R
     """A digest of everything a note's notebook and links file are made from: the note, its options, its frozen
     result and figures, its record, the settings, the pins, the files it reads, the installed packages and this
     tool's own code. Equal keys give equal files."""
-    from .freeze import figure_refs
-
     try:
         result = project.result_file(root, note).read_text(encoding="utf-8", errors="replace")
-        figures = figure_refs(json.loads(result)["result"]["markdown"], note.stem)
         pins = (root / "requirements.txt").read_text(encoding="utf-8") if (root / "requirements.txt").is_file() else ""
-    except (OSError, ValueError, KeyError, TypeError):
+        folder = project.figure_dir(root, note)
+        figures = sorted(entry.path for entry in os.scandir(folder)) if folder.is_dir() else []
+    except OSError:
         return ""
     parts = [doc.text, json.dumps(project.execute_options(root, doc, note), sort_keys=True, default=str), result,
              json.dumps(record, sort_keys=True), repr(settings), repr(data_files(root, note, doc)), pins,
              project.rel(root, target)]
-    folder = project.figure_dir(root, note)
-    for path in [*(folder / name for name in figures), sysconfig.get_paths()["purelib"], *_own_code()]:
+    for path in [*figures, sysconfig.get_paths()["purelib"], *_own_code()]:
         try:
             st = os.stat(path)
             parts.append(f"{path} {st.st_size} {st.st_mtime_ns}")

@@ -93,15 +93,24 @@ def resolve_paths(root: Path, args: list[str]) -> list[Path]:
     return list(dict.fromkeys(chosen))
 
 
+_YAML: dict[tuple[str, str], dict] = {}  # (path, text) -> mapping: _quarto.yml and _metadata.yml are read per note
+
+
 def _load_yaml(path: Path, root: Path | None = None) -> dict:
+    """A project YAML file as a mapping ({} when absent); the result is shared, so callers only read it."""
     if not path.is_file():
         return {}
+    text = path.read_text(encoding="utf-8")
+    if (str(path), text) in _YAML:
+        return _YAML[str(path), text]
     try:
-        data = load_yaml(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(text) or {}
     except yaml.YAMLError as e:
         line = yaml_error_line(e) + 1
         raise ProjectError(f"{rel(root, path) if root else path}:{line}: not valid YAML ({yaml_problem(e)}).") from None
-    return data if isinstance(data, dict) else {}
+    data = data if isinstance(data, dict) else {}
+    _YAML[str(path), text] = data
+    return data
 
 
 def execute_options(root: Path, doc: Document, note: Path | None = None) -> dict:
