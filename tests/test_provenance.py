@@ -59,22 +59,27 @@ def test_one_record_per_note_describing_its_result(tmp_project, capsys):
     assert f"| [posts/a/index.qmd](../posts/a/index.qmd) | 2025-11-21 | {rec['executed']} | {rec['seconds']} |" in page
 
 
-def test_branches_freezing_different_notes_merge_without_conflict(tmp_project, capsys):
-    note(tmp_project, "a", 1)
-    assert git(tmp_project, "init", "-q", "-b", "main").returncode == 0
-    assert freeze(tmp_project) == 0
-    git(tmp_project, "add", "-A")
-    git(tmp_project, "commit", "-qm", "a")
+def merge_two_branches_that_freeze_different_notes(project) -> None:
+    """Note a on main; branches x and y each add and freeze one more note; both are merged into main."""
+    note(project, "a", 1)
+    assert git(project, "init", "-q", "-b", "main").returncode == 0
+    assert freeze(project) == 0
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "a")
     for branch, name, day in (("x", "b", 2), ("y", "c", 3)):
-        git(tmp_project, "checkout", "-q", "-b", branch, "main")
-        note(tmp_project, name, day)
-        assert freeze(tmp_project) == 0
-        git(tmp_project, "add", "-A")
-        git(tmp_project, "commit", "-qm", name)
-    git(tmp_project, "checkout", "-q", "main")
-    assert git(tmp_project, "merge", "-q", "x").returncode == 0
-    merged = git(tmp_project, "merge", "-q", "--no-edit", "y")
+        git(project, "checkout", "-q", "-b", branch, "main")
+        note(project, name, day)
+        assert freeze(project) == 0
+        git(project, "add", "-A")
+        git(project, "commit", "-qm", name)
+    git(project, "checkout", "-q", "main")
+    assert git(project, "merge", "-q", "x").returncode == 0
+    merged = git(project, "merge", "-q", "--no-edit", "y")
     assert merged.returncode == 0, merged.stdout + merged.stderr
+
+
+def test_branches_freezing_different_notes_merge_without_conflict(tmp_project, capsys):
+    merge_two_branches_that_freeze_different_notes(tmp_project)
     assert sorted(p.name for p in (tmp_project / "_provenance/posts").iterdir()) == ["a", "b", "c"]
     assert frozen_problems(tmp_project) == []
 
@@ -85,21 +90,7 @@ def test_generated_pages_do_not_make_branches_that_freeze_different_notes_confli
     (tmp_project / "notes").mkdir()
     shutil.copy(ROOT / "notes/_roadmap.yml", tmp_project / "notes/_roadmap.yml")
     shutil.copy(ROOT / ".gitattributes", tmp_project / ".gitattributes")
-    note(tmp_project, "a", 1)
-    assert git(tmp_project, "init", "-q", "-b", "main").returncode == 0
-    assert freeze(tmp_project) == 0
-    git(tmp_project, "add", "-A")
-    git(tmp_project, "commit", "-qm", "a")
-    for branch, name, day in (("x", "b", 2), ("y", "c", 3)):
-        git(tmp_project, "checkout", "-q", "-b", branch, "main")
-        note(tmp_project, name, day)
-        assert freeze(tmp_project) == 0
-        git(tmp_project, "add", "-A")
-        git(tmp_project, "commit", "-qm", name)
-    git(tmp_project, "checkout", "-q", "main")
-    assert git(tmp_project, "merge", "-q", "x").returncode == 0
-    merged = git(tmp_project, "merge", "-q", "--no-edit", "y")
-    assert merged.returncode == 0, merged.stdout + merged.stderr
+    merge_two_branches_that_freeze_different_notes(tmp_project)
     capsys.readouterr()
     assert freeze(tmp_project) == 0  # regenerates the pages from the merged records, executing nothing
     assert "0 executed" in capsys.readouterr().out

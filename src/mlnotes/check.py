@@ -17,7 +17,6 @@ from datetime import date
 from pathlib import Path
 
 from . import freeze, notebook, pages, project, provenance
-from .provenance import pins  # noqa: F401 - kept importable as check.pins
 from .qmd import Document, QmdError, duplicate_labels, parse_file, quarto_hash
 
 DAILY = re.compile(r"^posts/(\d{4}-\d{2}-\d{2})[^/]*/index\.qmd$")
